@@ -1,0 +1,144 @@
+//! Server settings with their defaults; the binary fills them from the CLI, environment
+//! variables and a TOML file, tests build them directly.
+//!
+//! Invariant: a [`Config`] that passed [`Config::validate`] starts a server whose every limit
+//! is non-zero where zero would mean "unbounded".
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::limits::*;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Shards (executor threads); 0 means one per available CPU.
+    pub shards: usize,
+    /// Pin each shard to its own CPU (shard i on CPU i modulo the CPU count).
+    pub pin: bool,
+    /// Largest client message in bytes (larger ones close with 1009).
+    pub max_message_bytes: usize,
+    /// Bytes queued per connection before it is closed as a slow consumer (1008).
+    pub send_queue_bytes: usize,
+    /// Batching window in milliseconds; 0 turns batching off.
+    pub batch_window_ms: u64,
+    /// Most messages in one batch; 0 or 1 turns batching off.
+    pub batch_max: usize,
+    /// Time a client has to send its upgrade request, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Idle time before a ping, in milliseconds; silent for two intervals closes. 0: never.
+    pub ping_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            shards: 0,
+            pin: true,
+            max_message_bytes: MESSAGE_BYTES_DEFAULT,
+            send_queue_bytes: SEND_QUEUE_BYTES_DEFAULT,
+            batch_window_ms: BATCH_WINDOW_DEFAULT.as_millis() as u64,
+            batch_max: BATCH_MESSAGES_DEFAULT,
+            handshake_timeout_ms: HANDSHAKE_TIMEOUT_DEFAULT.as_millis() as u64,
+            ping_interval_ms: PING_INTERVAL_DEFAULT.as_millis() as u64,
+        }
+    }
+}
+
+impl Config {
+    /// Shards to run: `shards`, or the available CPUs when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    pub fn batch_window(&self) -> Duration {
+        Duration::from_millis(self.batch_window_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn ping_interval(&self) -> Option<Duration> {
+        (self.ping_interval_ms > 0).then(|| Duration::from_millis(self.ping_interval_ms))
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let shards = self.shard_count();
+        if shards == 0 || shards > SHARDS_MAX {
+            return Err(Error::Shards {
+                shards,
+                max: SHARDS_MAX,
+            });
+        }
+        let setting = |name, reason: String| Err(Error::Setting { name, reason });
+        if self.max_message_bytes < 64 || self.max_message_bytes > 64 * 1024 * 1024 {
+            return setting("max-message-bytes", "must be between 64 and 64 MiB".into());
+        }
+        if self.send_queue_bytes < self.max_message_bytes {
+            return setting(
+                "send-queue-bytes",
+                format!(
+                    "must be at least max-message-bytes ({})",
+                    self.max_message_bytes
+                ),
+            );
+        }
+        if self.batch_max > BATCH_MESSAGES_MAX {
+            return setting("batch-max", format!("must be at most {BATCH_MESSAGES_MAX}"));
+        }
+        if self.batch_window_ms > 10_000 {
+            return setting("batch-window-ms", "must be at most 10000".into());
+        }
+        if self.handshake_timeout_ms == 0 {
+            return setting("handshake-timeout-ms", "must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_seed() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.batch_window(), Duration::from_millis(50));
+        assert_eq!(c.batch_max, 10);
+        assert_eq!(c.addr.port(), 3000);
+    }
+
+    #[test]
+    fn toml_uses_kebab_case_and_rejects_unknown_keys() {
+        let c: Config = toml::from_str("shards = 2\nbatch-window-ms = 0\n").unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.batch_window_ms, 0);
+        assert!(toml::from_str::<Config>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn rejects_unbounded_settings() {
+        let c = Config {
+            send_queue_bytes: 10,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            shards: 1000,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The `corecast` binary: settings from the CLI, environment and a TOML file; logging; signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use corecast::{Config, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// corecast: a sharded thread-per-core WebSocket server for rooms, chat and games.
+///
+/// Every setting can also come from a TOML file (`--config`, keys as the long flags without
+/// dashes prefix, e.g. `batch-window-ms = 0`) or an environment variable (shown per flag).
+/// Precedence: flag, then environment, then file, then the default.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// TOML file with settings.
+    #[arg(long, env = "CORECAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long, env = "CORECAST_ADDR")]
+    addr: Option<SocketAddr>,
+    /// Shards (one executor thread each); 0 = one per CPU [default: 0].
+    #[arg(long, env = "CORECAST_SHARDS")]
+    shards: Option<usize>,
+    /// Pin shard i to CPU i [default: true].
+    #[arg(long, env = "CORECAST_PIN")]
+    pin: Option<bool>,
+    /// Largest client message in bytes; larger closes with 1009 [default: 65536].
+    #[arg(long, env = "CORECAST_MAX_MESSAGE_BYTES")]
+    max_message_bytes: Option<usize>,
+    /// Bytes queued per connection before it is closed as a slow consumer (1008)
+    /// [default: 1048576].
+    #[arg(long, env = "CORECAST_SEND_QUEUE_BYTES")]
+    send_queue_bytes: Option<usize>,
+    /// Room batching window in ms; 0 turns batching off [default: 50].
+    #[arg(long, env = "CORECAST_BATCH_WINDOW_MS")]
+    batch_window_ms: Option<u64>,
+    /// Most messages per batch frame; 0 or 1 turns batching off [default: 10].
+    #[arg(long, env = "CORECAST_BATCH_MAX")]
+    batch_max: Option<usize>,
+    /// Time a client has to send its upgrade request, in ms [default: 10000].
+    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT_MS")]
+    handshake_timeout_ms: Option<u64>,
+    /// Idle time before a ping in ms; two silent intervals close the connection; 0 = never
+    /// [default: 30000].
+    #[arg(long, env = "CORECAST_PING_INTERVAL_MS")]
+    ping_interval_ms: Option<u64>,
+    /// Log filter (tracing's EnvFilter syntax) [default: info].
+    #[arg(long, env = "CORECAST_LOG", default_value = "info")]
+    log: String,
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    macro_rules! set {
+        ($($f:ident),*) => { $(if let Some(v) = cli.$f { config.$f = v; })* };
+    }
+    set!(
+        addr,
+        shards,
+        pin,
+        max_message_bytes,
+        send_queue_bytes,
+        batch_window_ms,
+        batch_max,
+        handshake_timeout_ms,
+        ping_interval_ms
+    );
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .init();
+    let config = load(&cli)?;
+    let server = Server::start(config)?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "shutting down");
+    }
+    server.shutdown()?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! The HTTP/1.1 request that opens a connection: WebSocket upgrade (RFC 6455 4.2) or a plain
+//! HTTP endpoint, and the responses to each.
+//!
+//! Invariant: [`parse_request`] returns a [`Route::WebSocket`] only for a request the server may
+//! upgrade (GET, Upgrade and Connection headers, a well-formed key, version 13, a ws path);
+//! everything else maps to one HTTP status with a reason.
+
+use super::message::valid_room_name;
+use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
+
+/// Headers parsed from one request; more is a 431.
+const REQUEST_HEADERS_MAX: usize = 64;
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Upgrade to a WebSocket; `room` is the home room named in the path or query.
+    WebSocket { key: String, room: Option<String> },
+    /// `GET /healthz`.
+    Health,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub route: Route,
+    /// Bytes of the head, including the blank line; anything after it is frame data.
+    pub head_len: usize,
+}
+
+/// Why a request is refused, with the HTTP status it gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("malformed HTTP request")]
+    Malformed,
+    #[error("request head exceeds {max} bytes")]
+    TooLarge { max: usize },
+    #[error("method {method} is not GET")]
+    NotGet { method: String },
+    #[error("no route for {path}")]
+    NotFound { path: String },
+    #[error("missing or wrong Upgrade/Connection headers")]
+    NotUpgrade,
+    #[error("missing or malformed Sec-WebSocket-Key")]
+    BadKey,
+    #[error("unsupported Sec-WebSocket-Version {version:?}")]
+    BadVersion { version: String },
+    #[error("invalid room name in the request")]
+    BadRoom,
+}
+
+impl HandshakeError {
+    /// The HTTP status line's code and reason phrase.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            HandshakeError::TooLarge { .. } => (431, "Request Header Fields Too Large"),
+            HandshakeError::NotFound { .. } => (404, "Not Found"),
+            HandshakeError::BadVersion { .. } => (426, "Upgrade Required"),
+            _ => (400, "Bad Request"),
+        }
+    }
+
+    /// The full HTTP response for this refusal; the connection closes after it.
+    pub fn response(&self) -> Vec<u8> {
+        let (code, reason) = self.status();
+        let extra = match self {
+            HandshakeError::BadVersion { .. } => "Sec-WebSocket-Version: 13\r\n",
+            _ => "",
+        };
+        http_response(
+            code,
+            reason,
+            extra,
+            "text/plain",
+            self.to_string().as_bytes(),
+        )
+    }
+}
+
+/// Parses a request head from `buf`. `Ok(None)`: incomplete, read more.
+pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; REQUEST_HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= HANDSHAKE_REQUEST_BYTES_MAX {
+                return Err(HandshakeError::TooLarge {
+                    max: HANDSHAKE_REQUEST_BYTES_MAX,
+                });
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HandshakeError::TooLarge {
+                max: HANDSHAKE_REQUEST_BYTES_MAX,
+            })
+        }
+        Err(_) => return Err(HandshakeError::Malformed),
+    };
+    if head_len > HANDSHAKE_REQUEST_BYTES_MAX {
+        return Err(HandshakeError::TooLarge {
+            max: HANDSHAKE_REQUEST_BYTES_MAX,
+        });
+    }
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    if method != "GET" {
+        return Err(HandshakeError::NotGet {
+            method: method.to_string(),
+        });
+    }
+    if path == "/healthz" {
+        return Ok(Some(Request {
+            route: Route::Health,
+            head_len,
+        }));
+    }
+    if path != "/ws" && !path.starts_with("/ws/") {
+        return Err(HandshakeError::NotFound {
+            path: path.to_string(),
+        });
+    }
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let upgrade_ok = header("upgrade").is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    });
+    let connection_ok = header("connection").is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    });
+    if !upgrade_ok || !connection_ok {
+        return Err(HandshakeError::NotUpgrade);
+    }
+    let version = header("sec-websocket-version").unwrap_or("").trim();
+    if version != "13" {
+        return Err(HandshakeError::BadVersion {
+            version: version.to_string(),
+        });
+    }
+    let key = header("sec-websocket-key").unwrap_or("").trim();
+    if !valid_key(key) {
+        return Err(HandshakeError::BadKey);
+    }
+    let room = home_room(path, query)?;
+    Ok(Some(Request {
+        route: Route::WebSocket {
+            key: key.to_string(),
+            room,
+        },
+        head_len,
+    }))
+}
+
+/// The home room: `/ws/room/{room}` or `?room={room}`.
+fn home_room(path: &str, query: Option<&str>) -> Result<Option<String>, HandshakeError> {
+    let from_path = path.strip_prefix("/ws/room/");
+    let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("room=")));
+    match from_path.or(from_query) {
+        None => Ok(None),
+        Some(room) if valid_room_name(room) => Ok(Some(room.to_string())),
+        Some(_) => Err(HandshakeError::BadRoom),
+    }
+}
+
+/// A key is the base64 of 16 bytes: 22 alphabet characters and `==`.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b[22..] == *b"=="
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+/// The 101 response that completes the upgrade.
+pub fn accept_response(key: &str) -> Vec<u8> {
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A complete HTTP/1.1 response that closes the connection.
+pub fn http_response(
+    code: u16,
+    reason: &str,
+    extra_headers: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\n{extra_headers}Content-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn req(target: &str, extra: &str) -> String {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    }
+
+    #[test]
+    fn accepts_a_browser_upgrade() {
+        let r = req("/ws", "");
+        let parsed = parse_request(r.as_bytes()).unwrap().unwrap();
+        assert_eq!(parsed.head_len, r.len());
+        assert_eq!(
+            parsed.route,
+            Route::WebSocket {
+                key: KEY.into(),
+                room: None
+            }
+        );
+        let resp = String::from_utf8(accept_response(KEY)).unwrap();
+        // The example from RFC 6455 section 1.3.
+        assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    }
+
+    #[test]
+    fn home_room_from_path_or_query() {
+        let p = parse_request(req("/ws/room/lobby-1", "").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(p.route, Route::WebSocket { room: Some(r), .. } if r == "lobby-1"));
+        let p = parse_request(req("/ws/chat?x=1&room=general", "").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(p.route, Route::WebSocket { room: Some(r), .. } if r == "general"));
+        assert_eq!(
+            parse_request(req("/ws/room/bad%20name", "").as_bytes()),
+            Err(HandshakeError::BadRoom)
+        );
+    }
+
+    #[test]
+    fn partial_requests_wait_for_more() {
+        let r = req("/ws", "");
+        assert_eq!(parse_request(&r.as_bytes()[..20]), Ok(None));
+    }
+
+    #[test]
+    fn refusals_and_their_statuses() {
+        let bad_version = req("/ws", "").replace("Version: 13", "Version: 8");
+        let e = parse_request(bad_version.as_bytes()).unwrap_err();
+        assert_eq!(e.status().0, 426);
+        assert!(String::from_utf8(e.response())
+            .unwrap()
+            .contains("Sec-WebSocket-Version: 13\r\n"));
+
+        let bad_key = req("/ws", "").replace(KEY, "short");
+        assert_eq!(
+            parse_request(bad_key.as_bytes()),
+            Err(HandshakeError::BadKey)
+        );
+        let no_key = req("/ws", "").replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), "");
+        assert_eq!(
+            parse_request(no_key.as_bytes()).unwrap_err().status().0,
+            400
+        );
+
+        let post = req("/ws", "").replacen("GET", "POST", 1);
+        assert_eq!(parse_request(post.as_bytes()).unwrap_err().status().0, 400);
+
+        let e = parse_request(req("/nope", "").as_bytes()).unwrap_err();
+        assert_eq!(e.status().0, 404);
+
+        let no_upgrade = req("/ws", "").replace("Upgrade: websocket\r\n", "");
+        assert_eq!(
+            parse_request(no_upgrade.as_bytes()),
+            Err(HandshakeError::NotUpgrade)
+        );
+
+        let huge = req("/ws", &format!("X-Big: {}\r\n", "a".repeat(9000)));
+        assert_eq!(parse_request(huge.as_bytes()).unwrap_err().status().0, 431);
+        let endless = format!("GET /ws HTTP/1.1\r\nX: {}", "a".repeat(9000));
+        assert_eq!(
+            parse_request(endless.as_bytes()).unwrap_err().status().0,
+            431
+        );
+
+        assert_eq!(
+            parse_request(b"\x00\x01garbage\r\n\r\n"),
+            Err(HandshakeError::Malformed)
+        );
+    }
+
+    #[test]
+    fn health_route() {
+        let p = parse_request(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.route, Route::Health);
+    }
+}

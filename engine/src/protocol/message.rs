@@ -1,0 +1,258 @@
+//! Client-to-server messages: JSON objects `{"type": ..., ...}` parsed in place with simd-json,
+//! and the application errors a malformed one earns.
+//!
+//! Invariant: a [`ClientMessage`] has every field its type needs, with the right JSON type and
+//! a valid room name; anything else is an [`AppError`] with a stable `code`.
+
+use simd_json::prelude::*;
+use simd_json::BorrowedValue as Value;
+
+use crate::limits::{REF_BYTES_MAX, ROOM_NAME_BYTES_MAX};
+
+/// A room name: 1 to [`ROOM_NAME_BYTES_MAX`] bytes of ASCII letters, digits, `-`, `_`, `.`, `:`.
+pub fn valid_room_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= ROOM_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// A message from a client, borrowing from its parsed JSON.
+#[derive(Debug, PartialEq)]
+pub enum ClientMessage<'v> {
+    /// `room:join {room}`
+    Join { room: &'v str },
+    /// `room:leave {room}`
+    Leave { room: &'v str },
+    /// `message:send {room, content}`; `content` is any JSON value, relayed as sent.
+    Send {
+        room: &'v str,
+        content: &'v Value<'v>,
+    },
+}
+
+/// A parsed client message and the `ref` the client attached (raw JSON, string or number).
+#[derive(Debug)]
+pub struct Parsed<'v> {
+    pub reference: Option<Vec<u8>>,
+    pub message: Result<ClientMessage<'v>, AppError>,
+}
+
+/// An application error: answered with `error {code, message, ref?}`; the connection stays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppError {
+    #[error("message is not valid JSON: {reason}")]
+    BadJson { reason: String },
+    #[error("message must be a JSON object")]
+    NotAnObject,
+    #[error("missing field `{field}`")]
+    MissingField { field: &'static str },
+    #[error("field `{field}` must be {expected}")]
+    InvalidField {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("unknown message type `{kind}`")]
+    UnknownType { kind: String },
+    #[error("room names are 1 to {max} bytes of letters, digits, '-', '_', '.', ':'")]
+    InvalidRoomName { max: usize },
+    #[error("not a member of room `{room}`")]
+    NotInRoom { room: String },
+    #[error("already a member of room `{room}`")]
+    AlreadyInRoom { room: String },
+    #[error("a connection may be in at most {max} rooms")]
+    TooManyRooms { max: usize },
+}
+
+impl AppError {
+    /// The stable machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadJson { .. } | AppError::NotAnObject => "bad_json",
+            AppError::MissingField { .. } => "missing_field",
+            AppError::InvalidField { .. } => "invalid_field",
+            AppError::UnknownType { .. } => "unknown_type",
+            AppError::InvalidRoomName { .. } => "invalid_room_name",
+            AppError::NotInRoom { .. } => "not_in_room",
+            AppError::AlreadyInRoom { .. } => "already_in_room",
+            AppError::TooManyRooms { .. } => "too_many_rooms",
+        }
+    }
+}
+
+/// Parses the JSON text of one message in place (simd-json rewrites `text`).
+pub fn parse_json<'t>(
+    text: &'t mut [u8],
+    buffers: &mut simd_json::Buffers,
+) -> Result<Value<'t>, AppError> {
+    simd_json::to_borrowed_value_with_buffers(text, buffers).map_err(|e| AppError::BadJson {
+        reason: e.to_string(),
+    })
+}
+
+/// Interprets a parsed JSON value as a client message.
+pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
+    let Some(obj) = value.as_object() else {
+        return Parsed {
+            reference: None,
+            message: Err(AppError::NotAnObject),
+        };
+    };
+    let reference = match obj.get("ref") {
+        None => Ok(None),
+        Some(r) if r.is_str() || r.is_number() => {
+            let raw = r.encode().into_bytes();
+            if raw.len() > REF_BYTES_MAX {
+                Err(AppError::InvalidField {
+                    field: "ref",
+                    expected: "a string or number of at most 128 bytes",
+                })
+            } else {
+                Ok(Some(raw))
+            }
+        }
+        Some(_) => Err(AppError::InvalidField {
+            field: "ref",
+            expected: "a string or number",
+        }),
+    };
+    let reference = match reference {
+        Ok(r) => r,
+        Err(e) => {
+            return Parsed {
+                reference: None,
+                message: Err(e),
+            }
+        }
+    };
+    let message = (|| {
+        let kind = obj
+            .get("type")
+            .ok_or(AppError::MissingField { field: "type" })?
+            .as_str()
+            .ok_or(AppError::InvalidField {
+                field: "type",
+                expected: "a string",
+            })?;
+        let room = || -> Result<&'v str, AppError> {
+            let room = obj
+                .get("room")
+                .ok_or(AppError::MissingField { field: "room" })?
+                .as_str()
+                .ok_or(AppError::InvalidField {
+                    field: "room",
+                    expected: "a string",
+                })?;
+            if !valid_room_name(room) {
+                return Err(AppError::InvalidRoomName {
+                    max: ROOM_NAME_BYTES_MAX,
+                });
+            }
+            Ok(room)
+        };
+        match kind {
+            "room:join" => Ok(ClientMessage::Join { room: room()? }),
+            "room:leave" => Ok(ClientMessage::Leave { room: room()? }),
+            "message:send" => {
+                let room = room()?;
+                let content = obj
+                    .get("content")
+                    .ok_or(AppError::MissingField { field: "content" })?;
+                Ok(ClientMessage::Send { room, content })
+            }
+            other => Err(AppError::UnknownType {
+                kind: other.chars().take(64).collect(),
+            }),
+        }
+    })();
+    Parsed { reference, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with<R>(text: &str, f: impl FnOnce(Parsed<'_>) -> R) -> R {
+        let mut bytes = text.as_bytes().to_vec();
+        let mut buffers = simd_json::Buffers::default();
+        let parsed = parse_json(&mut bytes, &mut buffers);
+        let out = match &parsed {
+            Ok(v) => f(interpret(v)),
+            Err(e) => f(Parsed {
+                reference: None,
+                message: Err(e.clone()),
+            }),
+        };
+        out
+    }
+
+    #[test]
+    fn parses_the_three_messages() {
+        with(r#"{"type":"room:join","room":"general","ref":7}"#, |p| {
+            assert_eq!(p.reference.as_deref(), Some(&b"7"[..]));
+            assert_eq!(p.message, Ok(ClientMessage::Join { room: "general" }));
+        });
+        with(r#"{"type":"room:leave","room":"a:b"}"#, |p| {
+            assert_eq!(p.message, Ok(ClientMessage::Leave { room: "a:b" }));
+        });
+        with(
+            r#"{"type":"message:send","room":"r","content":"hi \"you\"","ref":"x1"}"#,
+            |p| {
+                assert_eq!(p.reference.as_deref(), Some(&br#""x1""#[..]));
+                match p.message.unwrap() {
+                    ClientMessage::Send { room, content } => {
+                        assert_eq!(room, "r");
+                        assert_eq!(content.encode(), r#""hi \"you\"""#);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn errors_have_stable_codes() {
+        let code = |t: &str| with(t, |p| p.message.unwrap_err().code());
+        assert_eq!(code("{not json"), "bad_json");
+        assert_eq!(code("[1,2]"), "bad_json");
+        assert_eq!(code(r#"{"room":"a"}"#), "missing_field");
+        assert_eq!(code(r#"{"type":5}"#), "invalid_field");
+        assert_eq!(code(r#"{"type":"nope"}"#), "unknown_type");
+        assert_eq!(code(r#"{"type":"room:join"}"#), "missing_field");
+        assert_eq!(
+            code(r#"{"type":"room:join","room":"a b"}"#),
+            "invalid_room_name"
+        );
+        assert_eq!(
+            code(r#"{"type":"room:join","room":""}"#),
+            "invalid_room_name"
+        );
+        assert_eq!(
+            code(r#"{"type":"message:send","room":"a"}"#),
+            "missing_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"room:join","room":"a","ref":[]}"#),
+            "invalid_field"
+        );
+    }
+
+    #[test]
+    fn unknown_type_keeps_the_ref() {
+        with(r#"{"type":"nope","ref":"abc"}"#, |p| {
+            assert_eq!(p.reference.as_deref(), Some(&br#""abc""#[..]));
+        });
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room_name("general"));
+        assert!(valid_room_name("game:42.lobby_A-1"));
+        assert!(valid_room_name(&"a".repeat(64)));
+        assert!(!valid_room_name(&"a".repeat(65)));
+        assert!(!valid_room_name("with space"));
+        assert!(!valid_room_name("slash/no"));
+        assert!(!valid_room_name("é"));
+    }
+}

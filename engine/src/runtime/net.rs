@@ -1,0 +1,144 @@
+//! Sockets: one listening socket per shard on a shared port, and connection streams whose
+//! reads land in a caller's buffer and whose writes are plain non-blocking `send` calls.
+//!
+//! Invariant: a [`Stream`] never holds a read or write buffer of its own; a stream moved to
+//! another shard travels as a file descriptor and is rebuilt on the target's thread.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::Error;
+
+/// Pending connections the kernel queues per listening socket.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds `count` listening sockets on one port (SO_REUSEPORT, so the kernel spreads
+/// connections over the shards). Fails if another process already listens on `addr`.
+pub fn bind_listeners(addr: SocketAddr, count: usize) -> Result<(SocketAddr, Vec<RawFd>), Error> {
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let a second server share the port silently: probe first.
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => drop(probe),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(Error::AddrInUse { addr });
+            }
+            Err(source) => return Err(Error::Bind { addr, source }),
+        }
+    }
+    let mut bound = addr;
+    let mut fds = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = listening_socket(bound).map_err(|source| Error::Bind { addr, source })?;
+        bound = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("a bound TCP socket has an address");
+        fds.push(socket.into_raw_fd());
+    }
+    Ok((bound, fds))
+}
+
+fn listening_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket)
+}
+
+/// A shard's listening socket.
+pub struct Listener(glommio::net::TcpListener);
+
+impl Listener {
+    /// Adopts a socket from [`bind_listeners`]; call on the shard's own thread.
+    pub fn from_fd(fd: RawFd) -> Self {
+        // SAFETY: the fd comes from bind_listeners and is owned by nobody else.
+        Listener(unsafe { glommio::net::TcpListener::from_raw_fd(fd) })
+    }
+
+    pub async fn accept(&self) -> io::Result<Stream> {
+        let s = self.0.accept().await.map_err(io::Error::from)?;
+        s.set_nodelay(true).map_err(io::Error::from)?;
+        Ok(Stream(s))
+    }
+}
+
+/// A connected TCP stream.
+pub struct Stream(glommio::net::TcpStream);
+
+impl Stream {
+    /// Rebuilds a stream from a descriptor sent by another shard; call on the target's thread.
+    pub fn from_fd(fd: RawFd) -> Self {
+        // SAFETY: the fd was handed over by into_fd and is owned by nobody else.
+        Stream(unsafe { glommio::net::TcpStream::from_raw_fd(fd) })
+    }
+
+    /// Gives the descriptor up (to move the connection to another shard).
+    pub fn into_fd(self) -> io::Result<RawFd> {
+        // glommio's stream closes its fd on drop and has no into_raw_fd: keep a duplicate.
+        // SAFETY: dup of a valid, open descriptor.
+        let fd = unsafe { libc::dup(self.0.as_raw_fd()) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        drop(self);
+        Ok(fd)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Reads into `buf`; on `Pending` the task is woken when the socket is readable.
+    /// `Ok(0)` is end of stream.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+
+    /// Writes from `buf`; on `Pending` the task is woken when the socket is writable.
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read(cx, buf)).await
+    }
+
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf).await
+    }
+
+    /// Half-closes the stream (FIN after what was written).
+    pub fn shutdown_write(&self) {
+        // SAFETY: shutdown on a valid descriptor; errors (already closed) do not matter.
+        unsafe { libc::shutdown(self.0.as_raw_fd(), libc::SHUT_WR) };
+    }
+}
+
+/// One non-blocking `send` on `fd`: the flusher's write path, with no task wake-up.
+/// `Ok(0)` never happens for a non-empty buffer; `WouldBlock` means the socket is full.
+pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid slice; MSG_NOSIGNAL turns SIGPIPE into EPIPE.
+    let n = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

@@ -1,0 +1,80 @@
+//! A connection's state as its shard keeps it: send queue, rooms, liveness and close phase.
+//! The socket itself belongs to the connection's session task.
+//!
+//! Invariant: a connection past [`Phase::Open`] is in no room and receives no more data
+//! frames; only its close frame and control frames remain to be written.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use super::send_queue::SendQueue;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Open,
+    /// A close frame is queued. `peer_closed`: the peer's close was seen (or its stream
+    /// ended), so the connection ends once the queue is written. Forced at `deadline`.
+    Closing {
+        peer_closed: bool,
+        deadline: Instant,
+    },
+    /// Finished: the session drops the socket.
+    Done,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub id: u64,
+    pub fd: RawFd,
+    pub queue: SendQueue,
+    pub phase: Phase,
+    /// Queued in the shard's dirty list, waiting for the flusher.
+    pub in_dirty: bool,
+    /// The socket was full: the session writes until the queue is empty, the flusher skips it.
+    pub write_blocked: bool,
+    /// Wakes the session task (blocked writes, close, shutdown).
+    pub waker: Option<Waker>,
+    /// Joined rooms: (room key, member slot in that room).
+    pub rooms: Vec<(usize, usize)>,
+    /// Joins sent to another shard's room, not answered yet.
+    pub pending_joins: Vec<Arc<str>>,
+    pub last_rx: Instant,
+    pub ping_sent: Option<Instant>,
+    /// Set when the send queue overflowed; the flusher cuts the connection off.
+    pub overflowed: bool,
+}
+
+impl Conn {
+    pub fn new(id: u64, fd: RawFd, send_queue_bytes: usize, now: Instant) -> Self {
+        Self {
+            id,
+            fd,
+            queue: SendQueue::new(send_queue_bytes),
+            phase: Phase::Open,
+            in_dirty: false,
+            write_blocked: false,
+            waker: None,
+            rooms: Vec::new(),
+            pending_joins: Vec::new(),
+            last_rx: now,
+            ping_sent: None,
+            overflowed: false,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open && !self.overflowed
+    }
+
+    pub fn in_room_count(&self) -> usize {
+        self.rooms.len() + self.pending_joins.len()
+    }
+
+    pub fn wake(&self) {
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+        }
+    }
+}

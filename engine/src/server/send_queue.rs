@@ -1,0 +1,141 @@
+//! A connection's outgoing frames: shared `Bytes` (never copied per recipient until the final
+//! gather into one write), bounded in bytes.
+//!
+//! Invariant: `bytes` is the exact number of unsent bytes queued, and data frames never push it
+//! past `max`; a push that would is refused so the caller can apply the slow-consumer policy.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes};
+
+#[derive(Debug)]
+pub struct QueueFull {
+    pub queued: usize,
+    pub max: usize,
+}
+
+#[derive(Debug)]
+pub struct SendQueue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    max: usize,
+}
+
+impl SendQueue {
+    pub fn new(max: usize) -> Self {
+        Self {
+            frames: VecDeque::new(),
+            bytes: 0,
+            max,
+        }
+    }
+
+    /// Queues a data frame, or refuses it when the queue would exceed its limit.
+    pub fn push(&mut self, frame: Bytes) -> Result<(), QueueFull> {
+        if self.bytes + frame.len() > self.max {
+            return Err(QueueFull {
+                queued: self.bytes,
+                max: self.max,
+            });
+        }
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        Ok(())
+    }
+
+    /// Queues a control frame (pong, close): at most 127 bytes, allowed past the limit so a
+    /// close can always be sent.
+    pub fn push_control(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Drops everything queued (a connection being cut off).
+    pub fn clear(&mut self) {
+        self.frames = VecDeque::new();
+        self.bytes = 0;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The next bytes to write, at most `max` (more only if the first frame alone is larger
+    /// than `max`, then just its first `max` bytes). One frame is lent as is; several are
+    /// copied into `scratch`, so a write carries everything queued.
+    pub fn gather<'a>(&'a self, scratch: &'a mut Vec<u8>, max: usize) -> &'a [u8] {
+        let Some(first) = self.frames.front() else {
+            return &[];
+        };
+        if self.frames.len() == 1 || first.len() >= max {
+            return &first[..first.len().min(max)];
+        }
+        scratch.clear();
+        for f in &self.frames {
+            let room = max - scratch.len();
+            if room == 0 {
+                break;
+            }
+            scratch.extend_from_slice(&f[..f.len().min(room)]);
+        }
+        scratch
+    }
+
+    /// Marks `n` bytes from the front as written.
+    pub fn consume(&mut self, mut n: usize) {
+        assert!(n <= self.bytes, "consumed more than was queued");
+        self.bytes -= n;
+        while n > 0 {
+            let front = self.frames.front_mut().expect("bytes counted but no frame");
+            if front.len() <= n {
+                n -= front.len();
+                self.frames.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_but_control_frames_pass() {
+        let mut q = SendQueue::new(10);
+        q.push(Bytes::from_static(b"12345678")).unwrap();
+        let err = q.push(Bytes::from_static(b"abc")).unwrap_err();
+        assert_eq!((err.queued, err.max), (8, 10));
+        q.push_control(Bytes::from_static(b"close"));
+        assert_eq!(q.bytes(), 13);
+        q.clear();
+        assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn gather_coalesces_and_consume_handles_partial_writes() {
+        let mut q = SendQueue::new(1000);
+        let mut scratch = Vec::new();
+        q.push(Bytes::from_static(b"aaa")).unwrap();
+        assert_eq!(q.gather(&mut scratch, 64), b"aaa");
+        q.push(Bytes::from_static(b"bbbb")).unwrap();
+        q.push(Bytes::from_static(b"cc")).unwrap();
+        assert_eq!(q.gather(&mut scratch, 64), b"aaabbbbcc");
+        assert_eq!(q.gather(&mut scratch, 5), b"aaabb");
+        q.consume(5);
+        assert_eq!(q.bytes(), 4);
+        assert_eq!(q.gather(&mut scratch, 64), b"bbcc");
+        q.consume(4);
+        assert!(q.is_empty());
+        q.push(Bytes::from(vec![b'x'; 100])).unwrap();
+        q.push(Bytes::from_static(b"y")).unwrap();
+        assert_eq!(q.gather(&mut scratch, 10).len(), 10);
+    }
+}

@@ -1,0 +1,190 @@
+//! A shard's tasks: accept, inbox, flusher, batch timer and housekeeping, and its shutdown.
+//!
+//! Invariant: the flusher runs after the tasks woken in the same executor turn (it is woken by
+//! the first frame queued and queued behind them), so frames of one turn leave in one write.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use super::session;
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
+use crate::config::Config;
+use crate::limits::{HOUSEKEEPING_INTERVAL, OUTBOX_RETRY_INTERVAL, SHUTDOWN_GRACE};
+use crate::protocol::close;
+use crate::runtime::{self, Inbox, Listener, Stream};
+use crate::stats::ShardStats;
+
+/// Inbox messages handled before the inbox task lets other tasks run.
+const INBOX_BATCH_MAX: usize = 1024;
+
+/// Pause after an accept error (out of descriptors), so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+pub struct ShardContext {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub listener_fd: RawFd,
+    pub peers: Arc<Vec<Inbox<ShardMsg>>>,
+    pub stats: Arc<Vec<Arc<ShardStats>>>,
+    pub ready: mpsc::Sender<usize>,
+    pub stopped: mpsc::Sender<usize>,
+}
+
+type ShardRef = Rc<RefCell<Shard>>;
+
+/// The shard's main future: runs until shutdown has closed every connection (or the grace
+/// period ran out).
+pub async fn run(ctx: ShardContext) {
+    let id = ctx.id;
+    let shard: ShardRef = Rc::new(RefCell::new(Shard::new(
+        id,
+        ctx.config.clone(),
+        ctx.peers.clone(),
+        ctx.stats.clone(),
+    )));
+    let listener = Listener::from_fd(ctx.listener_fd);
+    let accept = runtime::spawn(accept_loop(shard.clone(), listener));
+    runtime::spawn_detached(inbox_loop(shard.clone()));
+    runtime::spawn_detached(flusher_loop(shard.clone()));
+    runtime::spawn_detached(batch_loop(shard.clone()));
+    runtime::spawn_detached(housekeeping_loop(shard.clone()));
+    let _ = ctx.ready.send(id);
+
+    poll_fn(|cx| {
+        let mut sh = shard.borrow_mut();
+        if sh.shutting_down {
+            Poll::Ready(())
+        } else {
+            sh.shutdown_waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+    drop(accept); // Cancels the accept loop and closes this shard's listening socket.
+    shard
+        .borrow_mut()
+        .close_all(close::GOING_AWAY, "server shutting down");
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while !shard.borrow().conns.is_empty() && Instant::now() < deadline {
+        runtime::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::debug!(
+        shard = id,
+        left = shard.borrow().conns.len(),
+        "shard stopped"
+    );
+    let _ = ctx.stopped.send(id);
+}
+
+async fn accept_loop(shard: ShardRef, listener: Listener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => runtime::spawn_detached(session::serve_accepted(shard.clone(), stream)),
+            Err(e) => {
+                tracing::warn!(%e, "accept failed");
+                runtime::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn inbox_loop(shard: ShardRef) {
+    let peers = shard.borrow().peers.clone();
+    let id = shard.borrow().id;
+    let inbox = &peers[id];
+    loop {
+        let first = poll_fn(|cx| inbox.poll_pop(cx)).await;
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(msg) = next.take() {
+            match msg {
+                ShardMsg::Adopt { fd, key, leftover } => {
+                    let stream = Stream::from_fd(fd);
+                    let shard = shard.clone();
+                    runtime::spawn_detached(async move {
+                        session::upgrade(shard, stream, &key, leftover).await
+                    });
+                }
+                ShardMsg::Shutdown => {
+                    let mut sh = shard.borrow_mut();
+                    sh.shutting_down = true;
+                    if let Some(w) = sh.shutdown_waker.take() {
+                        w.wake();
+                    }
+                }
+                other => shard.borrow_mut().on_shard_msg(other),
+            }
+            handled += 1;
+            if handled < INBOX_BATCH_MAX {
+                next = inbox.try_pop();
+            }
+        }
+        if handled >= INBOX_BATCH_MAX {
+            runtime::yield_now().await;
+        }
+    }
+}
+
+async fn flusher_loop(shard: ShardRef) {
+    loop {
+        poll_fn(|cx| {
+            if shard.borrow_mut().flusher_idle(cx.waker()) {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        let backlog = {
+            let mut sh = shard.borrow_mut();
+            sh.flush();
+            sh.outbox_len()
+        };
+        if backlog > 0 {
+            runtime::sleep(OUTBOX_RETRY_INTERVAL).await;
+        }
+    }
+}
+
+async fn batch_loop(shard: ShardRef) {
+    loop {
+        let next = poll_fn(|cx| {
+            let mut sh = shard.borrow_mut();
+            match sh.batch_due.front() {
+                Some(&(at, _, _)) => Poll::Ready(at),
+                None => {
+                    sh.batch_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        let now = Instant::now();
+        if next > now {
+            runtime::sleep(next - now).await;
+        }
+        let now = Instant::now();
+        let mut sh = shard.borrow_mut();
+        while let Some(&(at, rk, epoch)) = sh.batch_due.front() {
+            if at > now {
+                break;
+            }
+            sh.batch_due.pop_front();
+            sh.on_batch_deadline(rk, epoch, now);
+        }
+    }
+}
+
+async fn housekeeping_loop(shard: ShardRef) {
+    loop {
+        runtime::sleep(HOUSEKEEPING_INTERVAL).await;
+        shard.borrow_mut().housekeeping(Instant::now());
+    }
+}

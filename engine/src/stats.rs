@@ -1,0 +1,86 @@
+//! Per-shard counters: written only by their shard (relaxed atomics, no contention), read by
+//! anyone (`/healthz`, tests). Every limit the engine enforces has a counter here.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        #[derive(Debug, Default)]
+        pub struct ShardStats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl ShardStats {
+            /// `"name":value` pairs of the sum over `all`, as a JSON object.
+            pub fn sum_json(all: &[std::sync::Arc<ShardStats>]) -> String {
+                let mut out = String::from("{");
+                let mut first = true;
+                $(
+                    let v: u64 = all.iter().map(|s| s.$name.load(Relaxed)).sum();
+                    if !first { out.push(','); }
+                    first = false;
+                    out.push_str(&format!("\"{}\":{}", stringify!($name), v));
+                )*
+                let _ = first;
+                out.push('}');
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    /// Open WebSocket connections now.
+    connections,
+    /// WebSocket connections completed since start.
+    connections_total,
+    /// Connections moved to their home room's shard before the handshake completed.
+    handoffs,
+    /// Requests refused at the handshake (4xx) or that timed out.
+    handshake_failures,
+    /// Plain HTTP requests answered (`/healthz`).
+    http_requests,
+    /// Text messages received from clients.
+    messages_in,
+    /// Messages published to rooms (each counted once, at the owner).
+    published,
+    /// Frames queued to connections (a batch counts once per recipient).
+    frames_out,
+    /// `send()` calls made for connections.
+    send_calls,
+    /// Bytes written to connections.
+    bytes_out,
+    /// `error` events sent to clients.
+    app_errors,
+    /// Connections closed for a protocol violation.
+    protocol_closes,
+    /// Connections closed because their send queue hit its limit (1008).
+    slow_consumer_closes,
+    /// Connections closed for not answering pings.
+    ping_timeouts,
+    /// Messages handed to other shards.
+    cross_shard_sent,
+    /// Times a peer shard's inbox was full and the message waited in the outbox.
+    inbox_full,
+    /// Times this shard stopped reading clients because its outbox was at its limit.
+    reads_paused,
+    /// Rooms this shard knows now (owned, or with local members).
+    rooms,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn sums_over_shards() {
+        let a = Arc::new(ShardStats::default());
+        let b = Arc::new(ShardStats::default());
+        a.connections.store(2, Relaxed);
+        b.connections.store(3, Relaxed);
+        let json: serde_json::Value = serde_json::from_str(&ShardStats::sum_json(&[a, b])).unwrap();
+        assert_eq!(json["connections"], 5);
+        assert_eq!(json["rooms"], 0);
+    }
+}
