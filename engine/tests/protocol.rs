@@ -62,7 +62,8 @@ fn slow_handshakes_time_out() {
 fn violations_close_with_their_codes() {
     let srv = server(|c| c.max_message_bytes = 1024);
     let addr = srv.local_addr();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Raw)>, u16)> = vec![
+    type Case = (&'static str, Box<dyn Fn(&mut Raw)>, u16);
+    let cases: Vec<Case> = vec![
         (
             "unmasked",
             Box::new(|r| r.write(&[0x81, 0x02, b'h', b'i'])),

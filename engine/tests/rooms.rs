@@ -41,9 +41,8 @@ fn members_on_both_shards_get_every_message_once_in_order() {
     // Publishers on both shards, interleaved.
     const PER_PUBLISHER: usize = 200;
     for n in 0..PER_PUBLISHER {
-        for p in 0..2 {
-            members[p]
-                .send(json!({"type":"message:send","room":room,"content":format!("{p}:{n}")}));
+        for (p, publisher) in members.iter_mut().take(2).enumerate() {
+            publisher.send(json!({"type":"message:send","room":room,"content":format!("{p}:{n}")}));
         }
     }
     for (i, m) in members.iter_mut().enumerate() {
