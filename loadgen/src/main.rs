@@ -1,4 +1,317 @@
-fn main() {
-    eprintln!("loadgen: not built yet; see issue 3");
-    std::process::exit(2);
+//! The `loadgen` binary: the CLI, live progress and output.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use loadgen::protocol::Protocol;
+use loadgen::scenario::{Connect, Echo, Fanout, Scenario};
+use loadgen::{RunConfig, Shared};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Measures a WebSocket deployment: throughput, latency percentiles (coordinated omission
+/// corrected) and exact delivery accounting.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Open N connections at a ramp rate and hold them.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Every connection sends at --rate and measures its own messages coming back.
+    Echo {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// R rooms, N connections spread over them, P publishers at --rate each.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        /// Rooms.
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        /// Publishers (the first P connections, spread over the rooms).
+        #[arg(long, default_value_t = 10)]
+        publishers: usize,
+    },
+    /// One room, few publishers, many subscribers.
+    Broadcast {
+        #[command(flatten)]
+        common: Common,
+        /// Publishers.
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProtocolKind {
+    Corecast,
+    Template,
+    Echo,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Server URL; `{room}` in the path is replaced by each connection's room
+    /// (e.g. ws://127.0.0.1:3000/ws/room/{room} places corecast connections on their room's shard).
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
+    url: String,
+    /// Connections.
+    #[arg(long, default_value_t = 100)]
+    conns: usize,
+    /// Messages per second per publisher.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of sending before the measurement starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds to wait for deliveries after sending stops.
+    #[arg(long, default_value_t = 2.0)]
+    drain: f64,
+    /// Content bytes per message (marker and padding).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Client cores (one executor each).
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// CPUs to pin the client cores to, e.g. 1,2 (default: unpinned).
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// New connections per second; 0: as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    ramp: f64,
+    /// Seconds a connection may take to connect, upgrade and join.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Protocol spoken to the server.
+    #[arg(long, value_enum, default_value_t = ProtocolKind::Corecast)]
+    protocol: ProtocolKind,
+    /// template: join message ({room}, {conn}).
+    #[arg(long)]
+    join_template: Option<String>,
+    /// template: publish message ({room}, {content}, {conn}, {seq}).
+    #[arg(long)]
+    publish_template: Option<String>,
+    /// template: wait for a text frame containing this after connecting.
+    #[arg(long)]
+    greeting: Option<String>,
+    /// template: wait for a text frame containing this after joining.
+    #[arg(long)]
+    joined: Option<String>,
+    /// The server does not send a publisher its own messages.
+    #[arg(long)]
+    exclude_self: bool,
+    /// Extra request header, e.g. "Authorization: Bearer T" (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Subprotocol to offer (repeatable).
+    #[arg(long = "subprotocol")]
+    subprotocols: Vec<String>,
+    /// Local source addresses to spread connections over (past ~28k ports per address).
+    #[arg(long, value_delimiter = ',')]
+    source_ips: Vec<IpAddr>,
+    /// Room name prefix.
+    #[arg(long, default_value = "lg")]
+    room_prefix: String,
+    /// connect: seconds to hold the connections.
+    #[arg(long, default_value_t = 5.0)]
+    hold: f64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write the latency distribution as an HdrHistogram .hgrm file.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Write a self-contained HTML report.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Fail (exit 1) when p99 latency exceeds this many ms.
+    #[arg(long)]
+    max_p99_ms: Option<f64>,
+    /// Fail (exit 1) when the delivery ratio is below this.
+    #[arg(long, default_value_t = 1.0)]
+    min_delivery: f64,
+    /// No live progress.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn protocol(c: &Common) -> anyhow::Result<Protocol> {
+    Ok(match c.protocol {
+        ProtocolKind::Corecast => Protocol::Corecast,
+        ProtocolKind::Echo => Protocol::Echo,
+        ProtocolKind::Template => Protocol::Template {
+            join: c.join_template.clone(),
+            publish: c
+                .publish_template
+                .clone()
+                .context("--protocol template needs --publish-template")?,
+            greeting: c.greeting.clone(),
+            joined: c.joined.clone(),
+        },
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<bool> {
+    let cli = Cli::parse();
+    let (common, scenario): (&Common, Box<dyn Scenario>) = match &cli.scenario {
+        Command::Connect { common } => (
+            common,
+            Box::new(Connect {
+                conns: common.conns,
+            }),
+        ),
+        Command::Echo { common } => (
+            common,
+            Box::new(Echo {
+                conns: common.conns,
+                rate: common.rate,
+                room_prefix: common.room_prefix.clone(),
+            }),
+        ),
+        Command::Fanout {
+            common,
+            rooms,
+            publishers,
+        } => (
+            common,
+            Box::new(Fanout {
+                name: "fanout",
+                conns: common.conns,
+                rooms: *rooms,
+                publishers: *publishers,
+                rate: common.rate,
+                room_prefix: common.room_prefix.clone(),
+            }),
+        ),
+        Command::Broadcast { common, publishers } => (
+            common,
+            Box::new(Fanout {
+                name: "broadcast",
+                conns: common.conns,
+                rooms: 1,
+                publishers: *publishers,
+                rate: common.rate,
+                room_prefix: common.room_prefix.clone(),
+            }),
+        ),
+    };
+    let plan = scenario.plan()?;
+    let (host, addr, path) = RunConfig::parse_url(&common.url)?;
+    anyhow::ensure!(common.cores >= 1, "--cores must be at least 1");
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let cfg = RunConfig {
+        host,
+        addr,
+        path,
+        protocol: protocol(common)?,
+        plan,
+        size: common.size,
+        warmup: secs(common.warmup),
+        duration: secs(common.duration),
+        drain: secs(common.drain),
+        cores: common.cores,
+        cpus: common.cpus.clone(),
+        connect_timeout: secs(common.connect_timeout),
+        ramp: common.ramp,
+        headers: common.headers.clone(),
+        subprotocols: common.subprotocols.clone(),
+        source_ips: common.source_ips.clone(),
+        exclude_self: common.exclude_self,
+        hold: secs(common.hold),
+    };
+    let params = serde_json::json!({
+        "url": common.url,
+        "protocol": cfg.protocol,
+        "conns": common.conns,
+        "rooms": cfg.plan.rooms.len(),
+        "publishers": cfg.plan.publishers(),
+        "rate": common.rate,
+        "size": common.size,
+        "warmup_s": common.warmup,
+        "duration_s": common.duration,
+        "drain_s": common.drain,
+        "cores": common.cores,
+        "exclude_self": common.exclude_self,
+    });
+    let bar = if common.quiet || common.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("template"));
+        b
+    };
+    let mut last = (0u64, 0u64, std::time::Instant::now());
+    let mut progress = |phase: &str, s: &Shared, _elapsed: Duration| {
+        let (sent, recv) = (s.sent.load(Relaxed), s.received.load(Relaxed));
+        let dt = last.2.elapsed().as_secs_f64().max(1e-3);
+        let max_us = s.recent_max_us.swap(0, Relaxed);
+        bar.set_message(format!(
+            "{phase}: {} connected, {} ready, {} failed | sent {:.0}/s | received {:.0}/s | max latency {:.1} ms",
+            s.connected.load(Relaxed),
+            s.ready.load(Relaxed),
+            s.failed.load(Relaxed),
+            (sent - last.0) as f64 / dt,
+            (recv - last.1) as f64 / dt,
+            max_us as f64 / 1000.0
+        ));
+        bar.tick();
+        last = (sent, recv, std::time::Instant::now());
+    };
+    let report = loadgen::run(cfg, scenario.name(), params, &mut progress)?;
+    bar.finish_and_clear();
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    if let Some(p) = &common.hgrm {
+        std::fs::write(p, report.hgrm()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &common.report {
+        std::fs::write(p, report.html()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let mut ok = true;
+    if report.delivery_ratio < common.min_delivery {
+        eprintln!(
+            "loadgen: delivery ratio {:.6} is below {}",
+            report.delivery_ratio, common.min_delivery
+        );
+        ok = false;
+    }
+    if let Some(max) = common.max_p99_ms {
+        let p99 = report.latency_us.p99 as f64 / 1000.0;
+        if p99 > max {
+            eprintln!("loadgen: p99 {p99:.3} ms is above {max} ms");
+            ok = false;
+        }
+    }
+    Ok(ok)
 }

@@ -1,0 +1,541 @@
+//! The results of a run: computed from every core's figures, printed as a table, as JSON with
+//! a stable schema, as an HdrHistogram `.hgrm` percentile file, or as a self-contained HTML page.
+//!
+//! Invariant: `expected` counts, for every publisher, each message it sent times the members
+//! of its room that were ready when sending started; `received` counts unique messages, so
+//! `lost = expected - received` and `delivery_ratio = received / expected`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::recorder::Recorder;
+use crate::runner::{CoreResult, RunConfig};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+    pub max: u64,
+    pub mean: f64,
+    pub count: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let q = |p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        Percentiles {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            p9999: q(0.9999),
+            max: if h.is_empty() { 0 } else { h.max() },
+            mean: if h.is_empty() { 0.0 } else { h.mean() },
+            count: h.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Connects {
+    pub attempted: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Successful upgrades per second of the connect phase.
+    pub per_sec: f64,
+    pub handshake_us: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientCpu {
+    pub cores: usize,
+    /// CPU time over wall time, per core, during the run.
+    pub busy: Vec<f64>,
+    /// Some core was busy over 90% of the time: the client may have been the limit.
+    pub saturated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PercentilePoint {
+    pub percentile: f64,
+    pub latency_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    pub second: usize,
+    pub sent: u64,
+    pub received: u64,
+    pub p99_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub params: serde_json::Value,
+    pub connects: Connects,
+    pub failures: BTreeMap<String, u64>,
+    pub server_closes: BTreeMap<String, u64>,
+    pub sent: u64,
+    pub sent_in_window: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub lost: u64,
+    pub delivery_ratio: f64,
+    pub deliveries_per_sec: f64,
+    pub frames_received: u64,
+    pub latency_us: Percentiles,
+    pub schedule_lag_us: Percentiles,
+    pub client_cpu: ClientCpu,
+    pub percentiles: Vec<PercentilePoint>,
+    pub timeline: Vec<TimelinePoint>,
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    pub histogram: Option<Histogram<u64>>,
+}
+
+/// Builds the report from every core's result.
+pub fn build(
+    scenario: &str,
+    params: serde_json::Value,
+    cfg: &RunConfig,
+    cores: Vec<CoreResult>,
+    connect_secs: f64,
+) -> Report {
+    let mut rec: Option<Recorder> = None;
+    let mut handshake = crate::recorder::histogram();
+    let mut failures = BTreeMap::new();
+    let mut server_closes = BTreeMap::new();
+    let mut members = vec![0u64; cfg.plan.rooms.len()];
+    let mut sent_by = BTreeMap::new();
+    let mut unique_by: BTreeMap<u32, u64> = BTreeMap::new();
+    let (mut ok, mut dup, mut ooo, mut frames) = (0, 0, 0, 0);
+    let mut overflowed = false;
+    let mut busy = Vec::new();
+    for c in &cores {
+        match rec.as_mut() {
+            None => rec = Some(c.recorder.clone()),
+            Some(r) => r.merge(&c.recorder),
+        }
+        handshake.add(&c.handshake).expect("same bounds");
+        for (k, v) in &c.failures {
+            *failures.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &c.server_closes {
+            *server_closes.entry(k.clone()).or_insert(0) += v;
+        }
+        for (r, m) in c.members.iter().enumerate() {
+            members[r] += m;
+        }
+        for &(p, n) in &c.sent_by_publisher {
+            sent_by.insert(p, n);
+        }
+        for (&p, &n) in &c.unique_by_publisher {
+            *unique_by.entry(p).or_default() += n;
+        }
+        ok += c.connects_ok;
+        dup += c.duplicates;
+        ooo += c.out_of_order;
+        frames += c.frames;
+        overflowed |= c.accounting_overflowed;
+        busy.push(if c.wall_secs > 0.0 {
+            c.cpu_secs / c.wall_secs
+        } else {
+            0.0
+        });
+    }
+    let rec = rec.expect("at least one core");
+    let mut expected = 0u64;
+    for (r, pubs) in cfg.plan.room_publishers.iter().enumerate() {
+        let receivers = members[r].saturating_sub(cfg.exclude_self as u64);
+        for p in pubs {
+            expected += sent_by.get(p).copied().unwrap_or(0) * receivers;
+        }
+    }
+    let received: u64 = unique_by.values().sum();
+    let sent: u64 = sent_by.values().sum();
+    let attempted = cfg.plan.conns.len() as u64;
+    let saturated = busy.iter().any(|&b| b > 0.9);
+    let mut warnings = Vec::new();
+    if saturated {
+        warnings.push(
+            "a loadgen core was busy over 90% of the run: the client may be the bottleneck; \
+             add --cores"
+                .to_string(),
+        );
+    }
+    if overflowed {
+        warnings.push(
+            "more than 4096 messages of one publisher were missing at once for some receiver: \
+             late arrivals past that count as duplicates"
+                .to_string(),
+        );
+    }
+    let lag = Percentiles::of(&rec.schedule_lag);
+    if lag.p99 > 10_000 {
+        warnings.push(format!(
+            "publishers fell behind their schedule (p99 lag {} ms): the offered rate was not \
+             fully sent on time",
+            lag.p99 / 1000
+        ));
+    }
+    let percentiles = [
+        0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0,
+    ]
+    .iter()
+    .map(|&p| PercentilePoint {
+        percentile: p,
+        latency_us: if rec.latency.is_empty() {
+            0
+        } else {
+            rec.latency.value_at_quantile(p / 100.0)
+        },
+    })
+    .collect();
+    let timeline = rec
+        .timeline
+        .iter()
+        .enumerate()
+        .map(|(i, s)| TimelinePoint {
+            second: i,
+            sent: s.sent,
+            received: s.received,
+            p99_us: if s.latency.is_empty() {
+                0
+            } else {
+                s.latency.value_at_quantile(0.99)
+            },
+        })
+        .collect();
+    let duration = cfg.duration.as_secs_f64();
+    Report {
+        scenario: scenario.to_string(),
+        params,
+        connects: Connects {
+            attempted,
+            ok,
+            failed: attempted - ok.min(attempted),
+            per_sec: if connect_secs > 0.0 {
+                ok as f64 / connect_secs
+            } else {
+                0.0
+            },
+            handshake_us: Percentiles::of(&handshake),
+        },
+        failures,
+        server_closes,
+        sent,
+        sent_in_window: rec.sent_in_window,
+        expected,
+        received,
+        duplicates: dup,
+        out_of_order: ooo,
+        lost: expected.saturating_sub(received),
+        delivery_ratio: if expected == 0 {
+            1.0
+        } else {
+            received as f64 / expected as f64
+        },
+        deliveries_per_sec: if duration > 0.0 {
+            rec.received_in_window as f64 / duration
+        } else {
+            0.0
+        },
+        frames_received: frames,
+        latency_us: Percentiles::of(&rec.latency),
+        schedule_lag_us: lag,
+        client_cpu: ClientCpu {
+            cores: cores.len(),
+            busy,
+            saturated,
+        },
+        percentiles,
+        timeline,
+        warnings,
+        histogram: Some(rec.latency),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+impl Report {
+    /// The human table.
+    pub fn table(&self) -> String {
+        let mut o = String::new();
+        let c = &self.connects;
+        let _ = writeln!(o, "scenario            {}", self.scenario);
+        let _ = writeln!(
+            o,
+            "connections         {} ok / {} attempted ({:.0}/s), handshake p50 {} ms p99 {} ms",
+            c.ok,
+            c.attempted,
+            c.per_sec,
+            ms(c.handshake_us.p50),
+            ms(c.handshake_us.p99)
+        );
+        for (cause, n) in &self.failures {
+            let _ = writeln!(o, "  failed            {n} x {cause}");
+        }
+        for (why, n) in &self.server_closes {
+            let _ = writeln!(o, "  ended             {n} x {why}");
+        }
+        let _ = writeln!(o, "sent                {}", self.sent);
+        let _ = writeln!(
+            o,
+            "delivered           {} of {} expected ({:.4}%), lost {}, duplicates {}, out of order {}",
+            self.received,
+            self.expected,
+            self.delivery_ratio * 100.0,
+            self.lost,
+            self.duplicates,
+            self.out_of_order
+        );
+        let _ = writeln!(o, "deliveries/s        {:.0}", self.deliveries_per_sec);
+        let l = &self.latency_us;
+        let _ = writeln!(
+            o,
+            "latency ms          p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.p999),
+            ms(l.p9999),
+            ms(l.max)
+        );
+        let s = &self.schedule_lag_us;
+        let _ = writeln!(
+            o,
+            "schedule lag ms     p50 {}  p99 {}  max {}",
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.max)
+        );
+        let busy: Vec<String> = self
+            .client_cpu
+            .busy
+            .iter()
+            .map(|b| format!("{:.0}%", b * 100.0))
+            .collect();
+        let _ = writeln!(o, "client cpu          {}", busy.join(" "));
+        for w in &self.warnings {
+            let _ = writeln!(o, "warning: {w}");
+        }
+        o
+    }
+
+    /// The latency distribution in HdrHistogram's percentile format (values in ms).
+    pub fn hgrm(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
+        let Some(h) = self.histogram.as_ref().filter(|h| !h.is_empty()) else {
+            return o;
+        };
+        let mut total = 0;
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let inv = if q < 1.0 {
+                format!("{:>14.2}", 1.0 / (1.0 - q))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                o,
+                "{:>12.3} {:>14.12} {:>10} {}",
+                v.value_iterated_to() as f64 / 1000.0,
+                q,
+                total,
+                inv
+            );
+        }
+        let _ = writeln!(
+            o,
+            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+            h.mean() / 1000.0,
+            h.stdev() / 1000.0
+        );
+        let _ = writeln!(
+            o,
+            "#[Max     = {:>12.3}, Total count    = {:>12}]",
+            h.max() as f64 / 1000.0,
+            h.len()
+        );
+        let _ = writeln!(
+            o,
+            "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+            h.buckets(),
+            h.distinct_values()
+        );
+        o
+    }
+
+    /// A self-contained HTML page: the numbers, the latency-by-percentile plot and throughput
+    /// over time, as inline SVG.
+    pub fn html(&self) -> String {
+        let pct = percentile_svg(&self.percentiles);
+        let time = timeline_svg(&self.timeline);
+        let json = serde_json::to_string_pretty(self).expect("report serializes");
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>loadgen: {scenario}</title>\
+             <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}\
+             pre{{background:#f4f4f4;padding:1em;overflow:auto}}svg{{background:#fff;border:1px solid #ddd}}</style>\
+             </head><body><h1>loadgen: {scenario}</h1><pre>{table}</pre>\
+             <h2>Latency by percentile</h2>{pct}<h2>Throughput and p99 over time</h2>{time}\
+             <h2>Raw results</h2><pre>{json}</pre></body></html>",
+            scenario = escape(&self.scenario),
+            table = escape(&self.table()),
+            json = escape(&json),
+        )
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+const W: f64 = 900.0;
+const H: f64 = 320.0;
+const PAD: f64 = 60.0;
+
+fn axis_frame(o: &mut String, y_label: &str, x_label: &str) {
+    let _ = write!(
+        o,
+        "<line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>\
+         <line x1=\"{PAD}\" y1=\"20\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#333\"/>\
+         <text x=\"{cx}\" y=\"{ly}\" text-anchor=\"middle\" font-size=\"12\">{x_label}</text>\
+         <text x=\"14\" y=\"{cy}\" font-size=\"12\" transform=\"rotate(-90 14 {cy})\" text-anchor=\"middle\">{y_label}</text>",
+        b = H - PAD,
+        r = W - 20.0,
+        cx = W / 2.0,
+        ly = H - 15.0,
+        cy = H / 2.0,
+    );
+}
+
+fn percentile_svg(points: &[PercentilePoint]) -> String {
+    let mut o = format!("<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">");
+    axis_frame(&mut o, "latency (ms)", "percentile");
+    // x: log10(1/(1-p)), from 0 (p0) to 5 (p99.999).
+    let x_of = |p: f64| {
+        let v = (1.0 / (1.0 - (p / 100.0).min(0.99999))).log10().min(5.0);
+        PAD + v / 5.0 * (W - PAD - 20.0)
+    };
+    let max = points
+        .iter()
+        .map(|p| p.latency_us)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let y_of = |us: u64| H - PAD - us as f64 / max * (H - PAD - 20.0);
+    let path: Vec<String> = points
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", x_of(p.percentile), y_of(p.latency_us)))
+        .collect();
+    let _ = write!(
+        o,
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>",
+        path.join(" ")
+    );
+    for (label, p) in [
+        ("50", 50.0),
+        ("90", 90.0),
+        ("99", 99.0),
+        ("99.9", 99.9),
+        ("99.99", 99.99),
+        ("99.999", 99.999),
+    ] {
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{label}</text>",
+            x_of(p),
+            H - PAD + 15.0
+        );
+    }
+    let _ = write!(
+        o,
+        "<text x=\"{}\" y=\"24\" font-size=\"11\" text-anchor=\"end\">{:.3} ms</text></svg>",
+        PAD - 4.0,
+        max / 1000.0
+    );
+    o
+}
+
+fn timeline_svg(points: &[TimelinePoint]) -> String {
+    let mut o = format!("<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">");
+    axis_frame(
+        &mut o,
+        "messages/s (p99 ms in red, own scale)",
+        "second of the run",
+    );
+    let n = points.len().max(2) as f64;
+    let x_of = |i: usize| PAD + i as f64 / (n - 1.0) * (W - PAD - 20.0);
+    let top = points
+        .iter()
+        .map(|p| p.sent.max(p.received))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let top_p99 = points.iter().map(|p| p.p99_us).max().unwrap_or(1).max(1) as f64;
+    let y_of = |v: f64, top: f64| H - PAD - v / top * (H - PAD - 20.0);
+    for (color, f) in [
+        (
+            "#2ca02c",
+            Box::new(|p: &TimelinePoint| p.sent as f64 / top) as Box<dyn Fn(&TimelinePoint) -> f64>,
+        ),
+        (
+            "#1f77b4",
+            Box::new(|p: &TimelinePoint| p.received as f64 / top),
+        ),
+        (
+            "#d62728",
+            Box::new(|p: &TimelinePoint| p.p99_us as f64 / top_p99),
+        ),
+    ] {
+        let pts: Vec<String> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", x_of(i), y_of(f(p), 1.0)))
+            .collect();
+        let _ = write!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+    }
+    let _ = write!(
+        o,
+        "<text x=\"{}\" y=\"24\" font-size=\"11\" text-anchor=\"end\">{:.0}/s</text>\
+         <text x=\"{}\" y=\"14\" font-size=\"11\" fill=\"#2ca02c\">sent</text>\
+         <text x=\"{}\" y=\"14\" font-size=\"11\" fill=\"#1f77b4\">received</text>\
+         <text x=\"{}\" y=\"14\" font-size=\"11\" fill=\"#d62728\">p99 (max {:.1} ms)</text></svg>",
+        PAD - 4.0,
+        top,
+        PAD + 10.0,
+        PAD + 60.0,
+        PAD + 140.0,
+        top_p99 / 1000.0
+    );
+    o
+}
