@@ -319,7 +319,7 @@ async fn conn_task(core: Rc<Core>, index: usize, plan: ConnPlan) {
     let setup = glommio::timer::timeout(cfg.connect_timeout, async {
         connect_and_join(&core, index, &plan, room)
             .await
-            .map_err(|e| glommio::GlommioError::IoError(e))
+            .map_err(glommio::GlommioError::IoError)
     })
     .await;
     let mut conn = match setup {
@@ -625,6 +625,68 @@ fn frames(
     (pos, (frames, marks, max_ns / 1000, false))
 }
 
+enum Step {
+    Continue,
+    /// The socket is full: wait before generating more.
+    Backoff,
+    Stop,
+}
+
+/// Encodes and writes every message due by now (never borrowing across an await).
+#[allow(clippy::too_many_arguments)]
+fn publish_due(
+    core: &Core,
+    conn: &RefCell<Conn>,
+    room: &str,
+    index: usize,
+    mark: &mut Mark,
+    k: &mut u64,
+    intended: &dyn Fn(u64) -> u64,
+    stop: u64,
+    (content, message): &mut (Vec<u8>, Vec<u8>),
+) -> Step {
+    let cfg = &core.cfg;
+    let now = now_ns();
+    let mut c = conn.borrow_mut();
+    if c.closed.is_some() {
+        return Step::Stop;
+    }
+    let mut sent = 0;
+    {
+        let mut st = core.state.borrow_mut();
+        let recorder = st.recorder.as_mut().expect("set at start");
+        while intended(*k) <= now && intended(*k) < stop && c.out.len() < OUT_BYTES_MAX {
+            mark.seq = *k;
+            mark.intended_ns = intended(*k);
+            content.clear();
+            marker::write(content, mark, cfg.size);
+            message.clear();
+            cfg.protocol.publish_into(message, room, content, index, *k);
+            let mask = c.masks.next_mask();
+            write_masked(&mut c.out, OP_TEXT, message, mask);
+            recorder.on_sent(mark.intended_ns, now);
+            *k += 1;
+            sent += 1;
+        }
+    }
+    core.shared.sent.fetch_add(sent, Relaxed);
+    if c.flush_out().is_err() {
+        c.closed.get_or_insert_with(|| "connection ended".into());
+        return Step::Stop;
+    }
+    if c.out.len() >= OUT_BYTES_MAX {
+        Step::Backoff
+    } else {
+        Step::Continue
+    }
+}
+
+/// Tries to write what is left; true while bytes remain on an open connection.
+fn flush_pending(conn: &RefCell<Conn>) -> bool {
+    let mut c = conn.borrow_mut();
+    !(c.out.is_empty() || c.closed.is_some() || c.flush_out().is_err() || c.out.is_empty())
+}
+
 /// Sends on an open-loop schedule: message k is meant for `start + k / rate`; late messages
 /// carry their intended time, so the delay counts as latency.
 async fn publish(
@@ -640,8 +702,10 @@ async fn publish(
     let interval = 1e9 / cfg.plan.rate;
     let intended = |k: u64| start + (k as f64 * interval) as u64;
     let mut k: u64 = 0;
-    let mut content = Vec::with_capacity(cfg.size + 64);
-    let mut message = Vec::with_capacity(cfg.size + 256);
+    let mut bufs = (
+        Vec::with_capacity(cfg.size + 64),
+        Vec::with_capacity(cfg.size + 256),
+    );
     loop {
         let next = intended(k);
         if next >= stop {
@@ -651,46 +715,17 @@ async fn publish(
         if !wait.is_zero() {
             glommio::timer::sleep(wait).await;
         }
-        let now = now_ns();
-        let mut c = conn.borrow_mut();
-        if c.closed.is_some() {
-            break;
-        }
-        let mut sent = 0;
-        let mut st = core.state.borrow_mut();
-        let recorder = st.recorder.as_mut().expect("set at start");
-        while intended(k) <= now && intended(k) < stop && c.out.len() < OUT_BYTES_MAX {
-            mark.seq = k;
-            mark.intended_ns = intended(k);
-            content.clear();
-            marker::write(&mut content, &mark, cfg.size);
-            message.clear();
-            cfg.protocol
-                .publish_into(&mut message, &room, &content, index, k);
-            let mask = c.masks.next_mask();
-            write_masked(&mut c.out, OP_TEXT, &message, mask);
-            recorder.on_sent(mark.intended_ns, now);
-            k += 1;
-            sent += 1;
-        }
-        drop(st);
-        core.shared.sent.fetch_add(sent, Relaxed);
-        if c.flush_out().is_err() {
-            c.closed.get_or_insert_with(|| "connection ended".into());
-            break;
-        }
-        if c.out.len() >= OUT_BYTES_MAX {
-            drop(c);
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+        let step = publish_due(
+            &core, &conn, &room, index, &mut mark, &mut k, &intended, stop, &mut bufs,
+        );
+        match step {
+            Step::Stop => break,
+            Step::Backoff => glommio::timer::sleep(Duration::from_millis(1)).await,
+            Step::Continue => {}
         }
     }
     // Let what is still queued leave.
-    loop {
-        let mut c = conn.borrow_mut();
-        if c.out.is_empty() || c.closed.is_some() || c.flush_out().is_err() {
-            break;
-        }
-        drop(c);
+    while flush_pending(&conn) {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     core.state

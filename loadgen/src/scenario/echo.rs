@@ -17,7 +17,7 @@ impl Scenario for Echo {
     }
 
     fn plan(&self) -> Result<Plan, Error> {
-        if !(self.rate > 0.0) {
+        if self.rate.is_nan() || self.rate <= 0.0 {
             return Err(Error::Option {
                 name: "rate",
                 reason: "must be positive".into(),

@@ -32,7 +32,7 @@ impl Scenario for Fanout {
                 reason: format!("at most --conns ({})", self.conns),
             });
         }
-        if self.publishers > 0 && !(self.rate > 0.0) {
+        if self.publishers > 0 && (self.rate.is_nan() || self.rate <= 0.0) {
             return Err(Error::Option {
                 name: "rate",
                 reason: "must be positive".into(),
