@@ -42,8 +42,6 @@ pub struct Conn {
     pub pending_joins: Vec<Arc<str>>,
     pub last_rx: Instant,
     pub ping_sent: Option<Instant>,
-    /// Set when the send queue overflowed; the flusher cuts the connection off.
-    pub overflowed: bool,
 }
 
 impl Conn {
@@ -60,12 +58,7 @@ impl Conn {
             pending_joins: Vec::new(),
             last_rx: now,
             ping_sent: None,
-            overflowed: false,
         }
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.phase == Phase::Open && !self.overflowed
     }
 
     pub fn in_room_count(&self) -> usize {

@@ -19,6 +19,8 @@ pub struct SendQueue {
     frames: VecDeque<Bytes>,
     bytes: usize,
     max: usize,
+    /// The front frame was partly written: it must be finished before anything else.
+    front_started: bool,
 }
 
 impl SendQueue {
@@ -27,6 +29,7 @@ impl SendQueue {
             frames: VecDeque::new(),
             bytes: 0,
             max,
+            front_started: false,
         }
     }
 
@@ -50,16 +53,27 @@ impl SendQueue {
         self.frames.push_back(frame);
     }
 
-    /// Drops everything queued (a connection being cut off).
+    /// Drops everything queued except the rest of a partly written frame, so the stream stays
+    /// well-formed for a close frame (a connection being cut off).
     pub fn clear(&mut self) {
+        let keep = if self.front_started {
+            self.frames.pop_front()
+        } else {
+            None
+        };
         self.frames = VecDeque::new();
         self.bytes = 0;
+        if let Some(rest) = keep {
+            self.bytes = rest.len();
+            self.frames.push_back(rest);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
 
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -94,8 +108,10 @@ impl SendQueue {
             if front.len() <= n {
                 n -= front.len();
                 self.frames.pop_front();
+                self.front_started = false;
             } else {
                 front.advance(n);
+                self.front_started = true;
                 n = 0;
             }
         }
@@ -133,6 +149,16 @@ mod tests {
         assert_eq!(q.bytes(), 4);
         assert_eq!(q.gather(&mut scratch, 64), b"bbcc");
         q.consume(4);
+        assert!(q.is_empty());
+        // Cutting off keeps the rest of a frame already partly on the wire.
+        q.push(Bytes::from_static(b"part")).unwrap();
+        q.push(Bytes::from_static(b"next")).unwrap();
+        q.consume(2);
+        q.clear();
+        assert_eq!(q.gather(&mut scratch, 64), b"rt");
+        q.consume(2);
+        q.push(Bytes::from_static(b"z")).unwrap();
+        q.clear();
         assert!(q.is_empty());
         q.push(Bytes::from(vec![b'x'; 100])).unwrap();
         q.push(Bytes::from_static(b"y")).unwrap();

@@ -133,26 +133,28 @@ impl Shard {
         self.stats.connections.fetch_sub(1, RELAXED);
     }
 
-    /// Queues a data frame; a full queue marks the connection for the slow-consumer cut.
+    /// Queues a data frame. A full queue applies the slow-consumer policy on the spot.
+    /// Callers iterate over copies of member lists, so the cut may change rooms safely.
     pub fn enqueue(&mut self, key: usize, frame: Bytes) {
         let conn = &mut self.conns[key];
-        if !conn.is_open() {
+        if conn.phase != Phase::Open {
             return;
         }
-        if let Err(full) = conn.queue.push(frame) {
-            if !conn.overflowed {
+        match conn.queue.push(frame) {
+            Ok(()) => {
+                self.stats.frames_out.fetch_add(1, RELAXED);
+                self.mark_dirty(key);
+            }
+            Err(full) => {
                 tracing::debug!(
                     conn = conn.id,
                     queued = full.queued,
                     max = full.max,
-                    "send queue full"
+                    "slow consumer cut off"
                 );
+                self.cut_off_slow_consumer(key);
             }
-            conn.overflowed = true;
-        } else {
-            self.stats.frames_out.fetch_add(1, RELAXED);
         }
-        self.mark_dirty(key);
     }
 
     /// Queues a control frame (pong, close); it passes the queue limit.
@@ -718,9 +720,6 @@ impl Shard {
                 continue;
             };
             conn.in_dirty = false;
-            if conn.overflowed && conn.phase == Phase::Open {
-                self.cut_off_slow_consumer(key);
-            }
             self.write_conn(key);
         }
         self.dirty.clear();
@@ -729,14 +728,7 @@ impl Shard {
     /// The slow-consumer policy: drop what is queued, close with 1008, count it.
     fn cut_off_slow_consumer(&mut self, key: usize) {
         self.stats.slow_consumer_closes.fetch_add(1, RELAXED);
-        let conn = &mut self.conns[key];
-        tracing::debug!(
-            conn = conn.id,
-            queued = conn.queue.bytes(),
-            "slow consumer cut off"
-        );
-        conn.queue.clear();
-        conn.overflowed = false;
+        self.conns[key].queue.clear();
         self.close_conn(key, close::POLICY, "slow consumer");
     }
 
