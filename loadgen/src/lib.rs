@@ -15,6 +15,7 @@ pub mod recorder;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod tls;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

@@ -65,7 +65,10 @@ enum ProtocolKind {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Server URL; `{room}` in the path is replaced by each connection's room
+    /// Accept any TLS certificate (self-signed test servers); wss:// only.
+    #[arg(long)]
+    insecure: bool,
+    /// Server URL (ws:// or wss://); `{room}` in the path is replaced by each connection's room
     /// (e.g. ws://127.0.0.1:3000/ws/room/{room} places corecast connections on their room's shard).
     #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
     url: String,
@@ -224,13 +227,15 @@ fn real_main() -> anyhow::Result<bool> {
         ),
     };
     let plan = scenario.plan()?;
-    let (host, addr, path) = RunConfig::parse_url(&common.url)?;
+    let target = loadgen::runner::Target::parse(&common.url)?;
+    let tls = target
+        .secure
+        .then(|| loadgen::tls::client_config(common.insecure));
     anyhow::ensure!(common.cores >= 1, "--cores must be at least 1");
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let cfg = RunConfig {
-        host,
-        addr,
-        path,
+        target,
+        tls,
         protocol: protocol(common)?,
         plan,
         size: common.size,

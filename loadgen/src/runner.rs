@@ -33,6 +33,7 @@ use crate::marker::{self, Mark};
 use crate::protocol::Protocol;
 use crate::recorder::{self, Recorder};
 use crate::scenario::{ConnPlan, Plan};
+use crate::tls::Tls;
 
 /// Bytes one read takes from a socket.
 const READ_SCRATCH_BYTES: usize = 256 * 1024;
@@ -48,12 +49,12 @@ const SETUP_BYTES_MAX: usize = 64 * 1024;
 const START_POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Everything a run needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunConfig {
-    pub host: String,
-    pub addr: SocketAddr,
-    /// Request path; `{room}` is replaced by the connection's room.
-    pub path: String,
+    /// Where to connect; `{room}` in the path is replaced by the connection's room.
+    pub target: Target,
+    /// TLS settings, for `wss://` targets.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub protocol: Protocol,
     pub plan: Plan,
     /// Content bytes per message (the marker padded).
@@ -76,26 +77,50 @@ pub struct RunConfig {
     pub hold: Duration,
 }
 
-impl RunConfig {
-    /// Resolves `ws://host:port/path` into host, address and path.
-    pub fn parse_url(url: &str) -> Result<(String, SocketAddr, String), crate::error::Error> {
+/// Where to connect, from a `ws://` or `wss://` URL.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` as written (the Host header).
+    pub host: String,
+    /// The host alone (TLS server name).
+    pub server_name: String,
+    pub addr: SocketAddr,
+    pub path: String,
+    pub secure: bool,
+}
+
+impl Target {
+    /// Parses `ws://host[:port]/path` or `wss://host[:port]/path`.
+    pub fn parse(url: &str) -> Result<Target, crate::error::Error> {
         let bad = || crate::error::Error::Url { url: url.into() };
-        let rest = url.strip_prefix("ws://").ok_or_else(bad)?;
+        let (secure, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(r), _) => (false, r),
+            (_, Some(r)) => (true, r),
+            _ => return Err(bad()),
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let with_port = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:80")
+        let (server_name, with_port) = match hostport.rsplit_once(':') {
+            Some((h, _)) if !hostport.ends_with(']') => (h.to_string(), hostport.to_string()),
+            _ => (
+                hostport.to_string(),
+                format!("{hostport}:{}", if secure { 443 } else { 80 }),
+            ),
         };
         let addr = with_port
             .to_socket_addrs()
             .map_err(|_| bad())?
             .next()
             .ok_or_else(bad)?;
-        Ok((hostport.to_string(), addr, path.to_string()))
+        Ok(Target {
+            host: hostport.to_string(),
+            server_name: server_name.trim_matches(['[', ']']).to_string(),
+            addr,
+            path: path.to_string(),
+            secure,
+        })
     }
 }
 
@@ -184,6 +209,8 @@ impl Core {
 
 struct CoreState {
     scratch: Vec<u8>,
+    /// Decrypted bytes of the last read, for TLS connections.
+    plain: Vec<u8>,
     finder: memchr::memmem::Finder<'static>,
     recorder: Option<Recorder>,
     result: CoreResult,
@@ -197,6 +224,7 @@ pub async fn run_core(id: usize, cfg: Arc<RunConfig>, shared: Arc<Shared>) -> Co
         shared: shared.clone(),
         state: RefCell::new(CoreState {
             scratch: vec![0; READ_SCRATCH_BYTES],
+            plain: Vec::new(),
             finder: marker::finder(),
             recorder: None,
             result: CoreResult::empty(rooms),
@@ -276,10 +304,14 @@ fn cause_of(e: &io::Error) -> String {
 
 struct Conn {
     stream: TcpStream,
-    /// Bytes read but not yet a whole frame.
+    /// The TLS session of a `wss://` connection.
+    tls: Option<Tls>,
+    /// Plaintext bytes read but not yet a whole frame.
     partial: Vec<u8>,
-    /// Bytes to write that the socket did not take yet.
+    /// Plaintext bytes to write (encrypted into `cipher_out` first under TLS).
     out: Vec<u8>,
+    /// Ciphertext the socket did not take yet.
+    cipher_out: Vec<u8>,
     masks: Masks,
     pairs: Vec<Pair>,
     closed: Option<String>,
@@ -288,13 +320,23 @@ struct Conn {
 impl Conn {
     /// Writes what `out` holds without waiting; keeps the rest.
     fn flush_out(&mut self) -> io::Result<()> {
-        while !self.out.is_empty() {
+        let wire = match self.tls.as_mut() {
+            Some(tls) => {
+                if !self.out.is_empty() {
+                    tls.seal(&self.out, &mut self.cipher_out)?;
+                    self.out.clear();
+                }
+                &mut self.cipher_out
+            }
+            None => &mut self.out,
+        };
+        while !wire.is_empty() {
             // SAFETY: valid buffer; MSG_NOSIGNAL avoids SIGPIPE.
             let n = unsafe {
                 libc::send(
                     self.stream.as_raw_fd(),
-                    self.out.as_ptr().cast(),
-                    self.out.len(),
+                    wire.as_ptr().cast(),
+                    wire.len(),
                     libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                 )
             };
@@ -306,9 +348,68 @@ impl Conn {
                     _ => Err(e),
                 };
             }
-            self.out.drain(..n as usize);
+            wire.drain(..n as usize);
         }
         Ok(())
+    }
+
+    /// Bytes waiting to be written, in any form.
+    fn pending_out(&self) -> usize {
+        self.out.len() + self.cipher_out.len()
+    }
+
+    /// Setup phase: writes `plain` completely (encrypted under TLS).
+    async fn send_all(&mut self, plain: &[u8]) -> io::Result<()> {
+        match self.tls.as_mut() {
+            Some(tls) => {
+                let mut cipher = Vec::with_capacity(plain.len() + 64);
+                tls.seal(plain, &mut cipher)?;
+                self.stream.write_all(&cipher).await
+            }
+            None => self.stream.write_all(plain).await,
+        }
+    }
+
+    /// Setup phase: reads once more into `partial` (decrypted under TLS).
+    async fn read_more(&mut self) -> io::Result<()> {
+        if self.partial.len() >= SETUP_BYTES_MAX {
+            return Err(setup_failure("setup response too large"));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        match self.tls.as_mut() {
+            Some(tls) => {
+                tls.open(&chunk[..n], &mut self.partial)?;
+                let mut reply = Vec::new();
+                tls.drain(&mut reply)?;
+                if !reply.is_empty() {
+                    self.stream.write_all(&reply).await?;
+                }
+            }
+            None => self.partial.extend_from_slice(&chunk[..n]),
+        }
+        Ok(())
+    }
+
+    /// Runs the TLS handshake to completion.
+    async fn tls_handshake(&mut self) -> io::Result<()> {
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(());
+            };
+            let mut out = Vec::new();
+            tls.drain(&mut out)?;
+            if !out.is_empty() {
+                self.stream.write_all(&out).await?;
+            }
+            if !self.tls.as_ref().is_some_and(Tls::is_handshaking) {
+                return Ok(());
+            }
+            self.read_more().await?;
+        }
     }
 }
 
@@ -424,46 +525,61 @@ async fn connect_and_join(
 ) -> io::Result<Conn> {
     let cfg = &core.cfg;
     let began = now_ns();
-    let mut stream = if cfg.source_ips.is_empty() {
-        TcpStream::connect(cfg.addr)
+    let stream = if cfg.source_ips.is_empty() {
+        TcpStream::connect(cfg.target.addr)
             .await
             .map_err(io::Error::from)?
     } else {
         let ip = cfg.source_ips[index % cfg.source_ips.len()];
         let socket = socket2::Socket::new(
-            socket2::Domain::for_address(cfg.addr),
+            socket2::Domain::for_address(cfg.target.addr),
             socket2::Type::STREAM,
             None,
         )?;
         socket.bind(&SocketAddr::new(ip, 0).into())?;
         // Loopback connects complete at once; a blocking connect keeps this simple.
-        socket.connect_timeout(&cfg.addr.into(), cfg.connect_timeout)?;
+        socket.connect_timeout(&cfg.target.addr.into(), cfg.connect_timeout)?;
         // SAFETY: a connected socket owned by nobody else.
         unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
     };
     stream.set_nodelay(true).map_err(io::Error::from)?;
+    let tls = match &cfg.tls {
+        Some(config) => Some(Tls::new(config.clone(), &cfg.target.server_name)?),
+        None => None,
+    };
+    let mut conn = Conn {
+        stream,
+        tls,
+        partial: Vec::with_capacity(1024),
+        out: Vec::new(),
+        cipher_out: Vec::new(),
+        masks: Masks::new(index as u64 ^ 0x5851_f42d_4c95_7f2d),
+        pairs: Vec::new(),
+        closed: None,
+    };
+    conn.tls_handshake()
+        .await
+        .map_err(|e| setup_failure(format!("tls: {e}")))?;
     let key = handshake::key_for(index as u64);
-    let path = cfg.path.replace("{room}", room.unwrap_or(""));
-    stream
-        .write_all(&handshake::request(
-            &cfg.host,
-            &path,
-            &key,
-            &cfg.headers,
-            &cfg.subprotocols,
-        ))
-        .await?;
-    let mut buf = Vec::with_capacity(1024);
+    let path = cfg.target.path.replace("{room}", room.unwrap_or(""));
+    conn.send_all(&handshake::request(
+        &cfg.target.host,
+        &path,
+        &key,
+        &cfg.headers,
+        &cfg.subprotocols,
+    ))
+    .await?;
     let head_len = loop {
-        read_more(&mut stream, &mut buf).await?;
-        match handshake::response(&buf, &key) {
+        conn.read_more().await?;
+        match handshake::response(&conn.partial, &key) {
             Ok(Some(n)) => break n,
             Ok(None) => {}
             Err(Refusal::Status(line)) => return Err(setup_failure(line)),
             Err(Refusal::Invalid(why)) => return Err(setup_failure(why)),
         }
     };
-    buf.drain(..head_len);
+    conn.partial.drain(..head_len);
     {
         let mut st = core.state.borrow_mut();
         let us = ((now_ns() - began) / 1000).clamp(1, recorder::LATENCY_US_MAX);
@@ -471,14 +587,6 @@ async fn connect_and_join(
         st.result.connects_ok += 1;
     }
     core.shared.connected.fetch_add(1, Relaxed);
-    let mut conn = Conn {
-        stream,
-        partial: buf,
-        out: Vec::new(),
-        masks: Masks::new(index as u64 ^ 0x5851_f42d_4c95_7f2d),
-        pairs: Vec::new(),
-        closed: None,
-    };
     if let Some(greeting) = cfg.protocol.greeting() {
         wait_for_text(&mut conn, greeting).await?;
     }
@@ -487,26 +595,13 @@ async fn connect_and_join(
             let mask = conn.masks.next_mask();
             let mut frame = Vec::new();
             write_masked(&mut frame, OP_TEXT, &join, mask);
-            conn.stream.write_all(&frame).await?;
+            conn.send_all(&frame).await?;
             if let Some(joined) = cfg.protocol.joined() {
                 wait_for_text(&mut conn, joined).await?;
             }
         }
     }
     Ok(conn)
-}
-
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
-    if buf.len() >= SETUP_BYTES_MAX {
-        return Err(setup_failure("setup response too large"));
-    }
-    let mut chunk = [0u8; 4096];
-    let n = stream.read(&mut chunk).await?;
-    if n == 0 {
-        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
 }
 
 /// Reads frames until a text frame containing `needle`; a close fails the setup.
@@ -528,7 +623,7 @@ async fn wait_for_text(conn: &mut Conn, needle: &str) -> io::Result<()> {
             }
             conn.partial.drain(..f.header_len + f.payload_len);
         }
-        read_more(&mut conn.stream, &mut conn.partial).await?;
+        conn.read_more().await?;
     }
 }
 
@@ -559,24 +654,38 @@ async fn receive(core: &Core, conn: &RefCell<Conn>) {
                 Poll::Ready(Ok(n)) => n,
             };
             let now = now_ns();
+            let c = &mut *c;
+            let data: &[u8] = match c.tls.as_mut() {
+                Some(tls) => {
+                    st.plain.clear();
+                    let opened = tls
+                        .open(&st.scratch[..n], &mut st.plain)
+                        .and_then(|()| tls.drain(&mut c.cipher_out));
+                    if let Err(e) = opened {
+                        c.closed = Some(format!("tls: {e}"));
+                        return Poll::Ready(());
+                    }
+                    &st.plain
+                }
+                None => &st.scratch[..n],
+            };
             let recorder = st.recorder.as_mut().expect("set at start");
             let (frames, marks, max_us, closed) = if c.partial.is_empty() {
-                let (consumed, r) = frames(&st.finder, &st.scratch[..n], &mut c, recorder, now);
-                let rest = st.scratch[consumed..n].to_vec();
-                c.partial = rest;
+                let (consumed, r) = frames(&st.finder, data, c, recorder, now);
+                c.partial = data[consumed..].to_vec();
                 r
             } else {
-                let mut data = std::mem::take(&mut c.partial);
-                data.extend_from_slice(&st.scratch[..n]);
-                let (consumed, r) = frames(&st.finder, &data, &mut c, recorder, now);
-                data.drain(..consumed);
-                c.partial = data;
+                let mut buf = std::mem::take(&mut c.partial);
+                buf.extend_from_slice(data);
+                let (consumed, r) = frames(&st.finder, &buf, c, recorder, now);
+                buf.drain(..consumed);
+                c.partial = buf;
                 r
             };
             st.result.frames += frames;
             core.shared.received.fetch_add(marks, Relaxed);
             core.shared.recent_max_us.fetch_max(max_us, Relaxed);
-            if !c.out.is_empty() && c.flush_out().is_err() {
+            if c.pending_out() > 0 && c.flush_out().is_err() {
                 return Poll::Ready(());
             }
             if closed {
@@ -655,7 +764,7 @@ fn publish_due(
     {
         let mut st = core.state.borrow_mut();
         let recorder = st.recorder.as_mut().expect("set at start");
-        while intended(*k) <= now && intended(*k) < stop && c.out.len() < OUT_BYTES_MAX {
+        while intended(*k) <= now && intended(*k) < stop && c.pending_out() < OUT_BYTES_MAX {
             mark.seq = *k;
             mark.intended_ns = intended(*k);
             content.clear();
@@ -674,7 +783,7 @@ fn publish_due(
         c.closed.get_or_insert_with(|| "connection ended".into());
         return Step::Stop;
     }
-    if c.out.len() >= OUT_BYTES_MAX {
+    if c.pending_out() >= OUT_BYTES_MAX {
         Step::Backoff
     } else {
         Step::Continue
@@ -684,7 +793,7 @@ fn publish_due(
 /// Tries to write what is left; true while bytes remain on an open connection.
 fn flush_pending(conn: &RefCell<Conn>) -> bool {
     let mut c = conn.borrow_mut();
-    !(c.out.is_empty() || c.closed.is_some() || c.flush_out().is_err() || c.out.is_empty())
+    !(c.pending_out() == 0 || c.closed.is_some() || c.flush_out().is_err() || c.pending_out() == 0)
 }
 
 /// Sends on an open-loop schedule: message k is meant for `start + k / rate`; late messages
@@ -733,4 +842,27 @@ async fn publish(
         .result
         .sent_by_publisher
         .push((mark.publisher, k));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = Target::parse("ws://127.0.0.1:3000/ws/room/{room}").unwrap();
+        assert_eq!(t.host, "127.0.0.1:3000");
+        assert_eq!(t.server_name, "127.0.0.1");
+        assert_eq!(t.addr.port(), 3000);
+        assert_eq!(t.path, "/ws/room/{room}");
+        assert!(!t.secure);
+        let t = Target::parse("wss://localhost").unwrap();
+        assert!(t.secure);
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(t.server_name, "localhost");
+        assert_eq!(t.path, "/");
+        let t = Target::parse("ws://[::1]:9/x").unwrap();
+        assert_eq!(t.server_name, "::1");
+        assert!(Target::parse("http://x/").is_err());
+    }
 }

@@ -54,11 +54,11 @@ fn echo_server(stall_after: usize, stall: Duration) -> SocketAddr {
 }
 
 fn config(url: &str, protocol: Protocol, scenario: &dyn Scenario) -> RunConfig {
-    let (host, addr, path) = RunConfig::parse_url(url).unwrap();
+    let target = loadgen::runner::Target::parse(url).unwrap();
+    let tls = target.secure.then(|| loadgen::tls::client_config(true));
     RunConfig {
-        host,
-        addr,
-        path,
+        target,
+        tls,
         protocol,
         plan: scenario.plan().unwrap(),
         size: 48,
