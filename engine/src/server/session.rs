@@ -19,7 +19,7 @@ use crate::limits::{HANDSHAKE_REQUEST_BYTES_MAX, WRITE_BYTES_MAX};
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
 use crate::protocol::handshake::{accept_response, parse_request, HandshakeError, Route};
 use crate::protocol::{Assembler, Incoming};
-use crate::runtime::{owner_shard, sleep, Stream};
+use crate::runtime::{self, owner_shard, sleep, Stream};
 
 use super::connection::Phase;
 
@@ -72,8 +72,13 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
         Head::Gone
     })
     .await;
-    let (req, mut buf) = match head {
-        Head::Request(req, buf) => (req, buf),
+    let (req, leftover) = match head {
+        // Keep only bytes after the request head: the 8 KiB read buffer must not live on in
+        // this task for the connection's lifetime.
+        Head::Request(req, buf) => {
+            let leftover = buf[req.head_len..].to_vec();
+            (req, leftover)
+        }
         Head::Refused(e) => {
             shard
                 .borrow()
@@ -93,7 +98,6 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             return;
         }
     };
-    let leftover = buf.split_off(req.head_len);
     match req.route {
         Route::Health => {
             let body = {
@@ -107,7 +111,9 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
         Route::WebSocket { key, room } => {
             let target = room.as_deref().map_or(me, |r| owner_shard(r, shards));
             if target == me {
-                return upgrade(shard, stream, &key, leftover).await;
+                // A task of its own: the handshake's state is freed, not carried for the
+                // connection's lifetime.
+                return runtime::spawn_detached(upgrade(shard, stream, key, leftover));
             }
             let fd = match stream.into_fd() {
                 Ok(fd) => fd,
@@ -124,10 +130,11 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
 }
 
 /// Completes the upgrade on this shard and runs the connection until it ends.
-pub async fn upgrade(shard: ShardRef, mut stream: Stream, key: &str, leftover: Vec<u8>) {
-    if stream.write_all(&accept_response(key)).await.is_err() {
+pub async fn upgrade(shard: ShardRef, mut stream: Stream, key: String, leftover: Vec<u8>) {
+    if stream.write_all(&accept_response(&key)).await.is_err() {
         return;
     }
+    drop(key);
     let conn_key = shard.borrow_mut().add_conn(stream.fd());
     let max_message = shard.borrow().config.max_message_bytes;
     let mut session = Session {

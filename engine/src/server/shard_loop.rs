@@ -108,9 +108,7 @@ async fn inbox_loop(shard: ShardRef) {
                 ShardMsg::Adopt { fd, key, leftover } => {
                     let stream = Stream::from_fd(fd);
                     let shard = shard.clone();
-                    runtime::spawn_detached(async move {
-                        session::upgrade(shard, stream, &key, leftover).await
-                    });
+                    runtime::spawn_detached(session::upgrade(shard, stream, key, leftover));
                 }
                 ShardMsg::Shutdown => {
                     let mut sh = shard.borrow_mut();
