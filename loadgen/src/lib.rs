@@ -76,7 +76,7 @@ pub fn run(
     clock::init();
     let total = cfg.plan.conns.len();
     let cfg = Arc::new(cfg);
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(cfg.cores));
     let mut handles = Vec::with_capacity(cfg.cores);
     for id in 0..cfg.cores {
         let placement = match cfg.cpus.get(id) {

@@ -279,12 +279,14 @@ fn real_main() -> anyhow::Result<bool> {
         let dt = last.2.elapsed().as_secs_f64().max(1e-3);
         let max_us = s.recent_max_us.swap(0, Relaxed);
         bar.set_message(format!(
-            "{phase}: {} connected, {} ready, {} failed | sent {:.0}/s | received {:.0}/s | max latency {:.1} ms",
+            "{phase}: {} connected, {} ready, {} failed | sent {:.0}/s | received {:.0}/s | \
+             p99 {:.1} ms (last second) | max {:.1} ms",
             s.connected.load(Relaxed),
             s.ready.load(Relaxed),
             s.failed.load(Relaxed),
             (sent - last.0) as f64 / dt,
             (recv - last.1) as f64 / dt,
+            s.current_p99_us() as f64 / 1000.0,
             max_us as f64 / 1000.0
         ));
         bar.tick();

@@ -92,6 +92,13 @@ impl Recorder {
         s.latency.record(us).expect("clamped");
     }
 
+    /// The p99 (µs) of the last complete second, if any second has completed.
+    pub fn completed_second_p99(&self) -> Option<u64> {
+        let n = self.timeline.len();
+        let s = self.timeline.get(n.checked_sub(2)?)?;
+        (!s.latency.is_empty()).then(|| s.latency.value_at_quantile(0.99))
+    }
+
     /// Adds another core's figures.
     pub fn merge(&mut self, other: &Recorder) {
         self.latency.add(&other.latency).expect("same bounds");

@@ -127,6 +127,8 @@ impl Target {
 /// Live counters the progress display reads.
 #[derive(Debug, Default)]
 pub struct Shared {
+    /// Per core: p99 latency (µs) of its last complete second of the run.
+    pub core_p99_us: Vec<AtomicU64>,
     pub connected: AtomicUsize,
     pub ready: AtomicUsize,
     /// Connections whose setup ended, well or not.
@@ -165,6 +167,24 @@ pub struct CoreResult {
     pub wall_secs: f64,
 }
 
+impl Shared {
+    pub fn new(cores: usize) -> Self {
+        Shared {
+            core_p99_us: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            ..Shared::default()
+        }
+    }
+
+    /// The highest per-core p99 of the last complete second (µs).
+    pub fn current_p99_us(&self) -> u64 {
+        self.core_p99_us
+            .iter()
+            .map(|a| a.load(Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 impl CoreResult {
     fn empty(rooms: usize) -> Self {
         CoreResult {
@@ -187,6 +207,7 @@ impl CoreResult {
 }
 
 struct Core {
+    id: usize,
     cfg: Arc<RunConfig>,
     shared: Arc<Shared>,
     state: RefCell<CoreState>,
@@ -220,6 +241,7 @@ struct CoreState {
 pub async fn run_core(id: usize, cfg: Arc<RunConfig>, shared: Arc<Shared>) -> CoreResult {
     let rooms = cfg.plan.rooms.len();
     let core = Rc::new(Core {
+        id,
         cfg: cfg.clone(),
         shared: shared.clone(),
         state: RefCell::new(CoreState {
@@ -683,6 +705,13 @@ async fn receive(core: &Core, conn: &RefCell<Conn>) {
                 r
             };
             st.result.frames += frames;
+            if let Some(p99) = st
+                .recorder
+                .as_ref()
+                .and_then(Recorder::completed_second_p99)
+            {
+                core.shared.core_p99_us[core.id].store(p99, Relaxed);
+            }
             core.shared.received.fetch_add(marks, Relaxed);
             core.shared.recent_max_us.fetch_max(max_us, Relaxed);
             if c.pending_out() > 0 && c.flush_out().is_err() {
