@@ -22,6 +22,7 @@ use crate::limits::{INBOX_MESSAGES_MAX, SHUTDOWN_GRACE};
 use crate::runtime::{bind_listeners, spawn_shard, Inbox, ShardThread};
 use crate::stats::ShardStats;
 
+pub use send_queue::SendQueue;
 pub use shard_msg::ShardMsg;
 
 /// Entry point for embedding the engine.
@@ -75,12 +76,12 @@ impl Server {
                 source: std::io::Error::other("a shard ended during startup"),
             })?;
         }
-        tracing::info!(
-            %addr,
-            shards,
-            cores = ?(0..shards).map(|i| config.pin.then_some(i % cpus)).collect::<Vec<_>>(),
-            "corecast listening"
-        );
+        let cores = if config.pin {
+            format!("{:?}", (0..shards).map(|i| i % cpus).collect::<Vec<_>>())
+        } else {
+            "unpinned".to_string()
+        };
+        tracing::info!(%addr, shards, %cores, "corecast listening");
         Ok(ServerHandle {
             addr,
             peers,

@@ -1,0 +1,29 @@
+//! Measures batch assembly: encoding 10 `message:new` objects and joining them into one
+//! `batch` frame, as a room's owner does once per flush.
+
+use corecast::protocol::event::{batch, message_new};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(10));
+    g.bench_function("encode_10_and_frame", |b| {
+        b.iter(|| {
+            let msgs: Vec<Vec<u8>> = (0..10)
+                .map(|i| message_new("general", i, 7, br#""Hello everyone!""#, 1_795_000_000_000))
+                .collect();
+            black_box(batch(&msgs))
+        })
+    });
+    let msgs: Vec<Vec<u8>> = (0..10)
+        .map(|i| message_new("general", i, 7, br#""Hello everyone!""#, 1_795_000_000_000))
+        .collect();
+    g.bench_function("frame_10_encoded", |b| {
+        b.iter(|| black_box(batch(black_box(&msgs))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,31 @@
+//! Measures parsing a typical client message: simd-json in place (what the engine does) against
+//! serde_json as a baseline.
+
+use corecast::protocol::message::{interpret, parse_json};
+use corecast_benches::CLIENT_MESSAGE;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("json_parse");
+    g.throughput(Throughput::Elements(1));
+    let mut buffers = simd_json::Buffers::default();
+    let mut scratch = CLIENT_MESSAGE.as_bytes().to_vec();
+    g.bench_function("simd_json_in_place", |b| {
+        b.iter(|| {
+            scratch.copy_from_slice(CLIENT_MESSAGE.as_bytes());
+            let v = parse_json(black_box(&mut scratch), &mut buffers).unwrap();
+            black_box(interpret(&v).message.is_ok())
+        })
+    });
+    g.bench_function("serde_json_value", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_str(black_box(CLIENT_MESSAGE)).unwrap();
+            black_box(v["type"] == "message:send")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
