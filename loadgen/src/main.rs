@@ -61,6 +61,8 @@ enum ProtocolKind {
     Corecast,
     Template,
     Echo,
+    #[value(name = "socketio")]
+    SocketIo,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +161,7 @@ fn protocol(c: &Common) -> anyhow::Result<Protocol> {
     Ok(match c.protocol {
         ProtocolKind::Corecast => Protocol::Corecast,
         ProtocolKind::Echo => Protocol::Echo,
+        ProtocolKind::SocketIo => Protocol::SocketIo,
         ProtocolKind::Template => Protocol::Template {
             join: c.join_template.clone(),
             publish: c

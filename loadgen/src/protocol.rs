@@ -22,17 +22,26 @@ pub enum Protocol {
     },
     /// Plain echo servers: the content is sent as is and comes back.
     Echo,
+    /// Socket.IO 4 over its WebSocket transport (Engine.IO framing): connects to the default
+    /// namespace, emits `room:join {room}` and waits for `room:joined`, publishes with
+    /// `message:send {room, content}`, answers the server's pings.
+    SocketIo,
 }
 
 pub const CORECAST_JOIN: &str = r#"{"type":"room:join","room":"{room}"}"#;
 pub const CORECAST_PUBLISH: &str =
     r#"{"type":"message:send","room":"{room}","content":"{content}"}"#;
+pub const SOCKETIO_JOIN: &str = r#"42["room:join",{"room":"{room}"}]"#;
+pub const SOCKETIO_PUBLISH: &str = r#"42["message:send",{"room":"{room}","content":"{content}"}]"#;
+/// The path of Socket.IO's WebSocket transport.
+pub const SOCKETIO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
 
 impl Protocol {
     /// The join message for `room`, if the protocol has rooms.
     pub fn join(&self, room: &str, conn: usize) -> Option<Vec<u8>> {
         let t = match self {
             Protocol::Corecast => CORECAST_JOIN,
+            Protocol::SocketIo => SOCKETIO_JOIN,
             Protocol::Template { join: Some(j), .. } => j,
             _ => return None,
         };
@@ -43,6 +52,7 @@ impl Protocol {
     pub fn greeting(&self) -> Option<&str> {
         match self {
             Protocol::Corecast => Some("connection:established"),
+            Protocol::SocketIo => Some("0{"),
             Protocol::Template { greeting, .. } => greeting.as_deref(),
             Protocol::Echo => None,
         }
@@ -51,7 +61,7 @@ impl Protocol {
     /// What proves the join took effect.
     pub fn joined(&self) -> Option<&str> {
         match self {
-            Protocol::Corecast => Some("room:joined"),
+            Protocol::Corecast | Protocol::SocketIo => Some("room:joined"),
             Protocol::Template { joined, .. } => joined.as_deref(),
             Protocol::Echo => None,
         }
@@ -68,6 +78,7 @@ impl Protocol {
     ) {
         let t = match self {
             Protocol::Corecast => CORECAST_PUBLISH,
+            Protocol::SocketIo => SOCKETIO_PUBLISH,
             Protocol::Template { publish, .. } => publish,
             Protocol::Echo => {
                 out.extend_from_slice(content);
@@ -75,6 +86,25 @@ impl Protocol {
             }
         };
         render_into(out, t, room, content, conn, seq);
+    }
+}
+
+impl Protocol {
+    /// A message to send after the greeting and the text that acknowledges it (Socket.IO's
+    /// namespace connect).
+    pub fn hello(&self) -> Option<(&'static [u8], &'static str)> {
+        match self {
+            Protocol::SocketIo => Some((b"40", "40")),
+            _ => None,
+        }
+    }
+
+    /// The reply to a text frame that is an application-level ping (Engine.IO's `2`).
+    pub fn pong_for(&self, text: &[u8]) -> Option<&'static [u8]> {
+        match (self, text) {
+            (Protocol::SocketIo, b"2") => Some(b"3"),
+            _ => None,
+        }
     }
 }
 
@@ -145,5 +175,19 @@ mod tests {
         let mut out = Vec::new();
         Protocol::Echo.publish_into(&mut out, "a", b"raw", 0, 0);
         assert_eq!(out, b"raw");
+    }
+
+    #[test]
+    fn socketio_packets() {
+        let p = Protocol::SocketIo;
+        assert_eq!(p.join("r", 0).unwrap(), br#"42["room:join",{"room":"r"}]"#);
+        let mut out = Vec::new();
+        p.publish_into(&mut out, "r", b"c", 0, 0);
+        let v: serde_json::Value = serde_json::from_slice(&out[2..]).unwrap();
+        assert_eq!(v[0], "message:send");
+        assert_eq!(v[1]["content"], "c");
+        assert_eq!(p.pong_for(b"2"), Some(&b"3"[..]));
+        assert_eq!(p.pong_for(b"22"), None);
+        assert_eq!(Protocol::Corecast.pong_for(b"2"), None);
     }
 }

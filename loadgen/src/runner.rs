@@ -612,6 +612,13 @@ async fn connect_and_join(
     if let Some(greeting) = cfg.protocol.greeting() {
         wait_for_text(&mut conn, greeting).await?;
     }
+    if let Some((hello, ack)) = cfg.protocol.hello() {
+        let mask = conn.masks.next_mask();
+        let mut frame = Vec::new();
+        write_masked(&mut frame, OP_TEXT, hello, mask);
+        conn.send_all(&frame).await?;
+        wait_for_text(&mut conn, ack).await?;
+    }
     if let (Some(room), Some(_)) = (room, plan.room) {
         if let Some(join) = cfg.protocol.join(room, index) {
             let mask = conn.masks.next_mask();
@@ -693,13 +700,13 @@ async fn receive(core: &Core, conn: &RefCell<Conn>) {
             };
             let recorder = st.recorder.as_mut().expect("set at start");
             let (frames, marks, max_us, closed) = if c.partial.is_empty() {
-                let (consumed, r) = frames(&st.finder, data, c, recorder, now);
+                let (consumed, r) = frames(&st.finder, &core.cfg.protocol, data, c, recorder, now);
                 c.partial = data[consumed..].to_vec();
                 r
             } else {
                 let mut buf = std::mem::take(&mut c.partial);
                 buf.extend_from_slice(data);
-                let (consumed, r) = frames(&st.finder, &buf, c, recorder, now);
+                let (consumed, r) = frames(&st.finder, &core.cfg.protocol, &buf, c, recorder, now);
                 buf.drain(..consumed);
                 c.partial = buf;
                 r
@@ -729,6 +736,7 @@ async fn receive(core: &Core, conn: &RefCell<Conn>) {
 /// highest latency µs, closed)).
 fn frames(
     finder: &memchr::memmem::Finder<'_>,
+    protocol: &Protocol,
     data: &[u8],
     c: &mut Conn,
     recorder: &mut Recorder,
@@ -741,6 +749,11 @@ fn frames(
         pos += f.header_len + f.payload_len;
         frames += 1;
         match f.opcode {
+            OP_TEXT if protocol.pong_for(payload).is_some() => {
+                let pong = protocol.pong_for(payload).expect("checked");
+                let mask = c.masks.next_mask();
+                write_masked(&mut c.out, OP_TEXT, pong, mask);
+            }
             OP_TEXT | 0 => marker::scan(finder, payload, |m| {
                 marks += 1;
                 if let Some(pair) = c.pairs.get_mut(m.room_pub as usize) {

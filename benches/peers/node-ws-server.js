@@ -1,0 +1,32 @@
+// The room subset corecast is compared on, on Node.js with `ws`: room:join {room} subscribes;
+// message:send {room, content} publishes message:new {room, id, content, ts} to every member,
+// the sender included. The message is serialized once per publish.
+const { WebSocketServer } = require("ws");
+const port = Number(process.env.PORT || 3002);
+const rooms = new Map();
+let nextId = 1;
+const wss = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate: false });
+wss.on("connection", (ws) => {
+  const joined = new Set();
+  ws.on("message", (data) => {
+    let msg;
+    try { msg = JSON.parse(data); } catch { return; }
+    if (msg.type === "room:join") {
+      if (!rooms.has(msg.room)) rooms.set(msg.room, new Set());
+      rooms.get(msg.room).add(ws);
+      joined.add(msg.room);
+      ws.send(JSON.stringify({ type: "room:joined", room: msg.room }));
+    } else if (msg.type === "message:send") {
+      const members = rooms.get(msg.room);
+      if (!members) return;
+      const out = JSON.stringify({
+        type: "message:new", room: msg.room, id: nextId++, content: msg.content, ts: Date.now(),
+      });
+      for (const m of members) m.send(out);
+    }
+  });
+  ws.on("close", () => {
+    for (const r of joined) rooms.get(r)?.delete(ws);
+  });
+});
+console.log(`node ws peer on 127.0.0.1:${port}`);
