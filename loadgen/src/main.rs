@@ -231,30 +231,25 @@ fn real_main() -> anyhow::Result<bool> {
     };
     let plan = scenario.plan()?;
     let target = loadgen::runner::Target::parse(&common.url)?;
-    let tls = target
-        .secure
-        .then(|| loadgen::tls::client_config(common.insecure));
     anyhow::ensure!(common.cores >= 1, "--cores must be at least 1");
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
-    let cfg = RunConfig {
-        target,
-        tls,
-        protocol: protocol(common)?,
-        plan,
-        size: common.size,
-        warmup: secs(common.warmup),
-        duration: secs(common.duration),
-        drain: secs(common.drain),
-        cores: common.cores,
-        cpus: common.cpus.clone(),
-        connect_timeout: secs(common.connect_timeout),
-        ramp: common.ramp,
-        headers: common.headers.clone(),
-        subprotocols: common.subprotocols.clone(),
-        source_ips: common.source_ips.clone(),
-        exclude_self: common.exclude_self,
-        hold: secs(common.hold),
-    };
+    let mut cfg = RunConfig::new(target, protocol(common)?, plan);
+    if cfg.target.secure {
+        cfg.tls = Some(loadgen::tls::client_config(common.insecure));
+    }
+    cfg.size = common.size;
+    cfg.warmup = secs(common.warmup);
+    cfg.duration = secs(common.duration);
+    cfg.drain = secs(common.drain);
+    cfg.cores = common.cores;
+    cfg.cpus = common.cpus.clone();
+    cfg.connect_timeout = secs(common.connect_timeout);
+    cfg.ramp = common.ramp;
+    cfg.headers = common.headers.clone();
+    cfg.subprotocols = common.subprotocols.clone();
+    cfg.source_ips = common.source_ips.clone();
+    cfg.exclude_self = common.exclude_self;
+    cfg.hold = secs(common.hold);
     let params = serde_json::json!({
         "url": common.url,
         "protocol": cfg.protocol,

@@ -77,6 +77,34 @@ pub struct RunConfig {
     pub hold: Duration,
 }
 
+impl RunConfig {
+    /// A run of `plan` against `target` with the CLI's defaults: 32-byte content, 1 s warm-up,
+    /// 10 s measured, 2 s drain, one unpinned core, 10 s to connect, all at once. TLS (with
+    /// Mozilla's roots) is set up for `wss://` targets.
+    pub fn new(target: Target, protocol: Protocol, plan: Plan) -> Self {
+        let tls = target.secure.then(|| crate::tls::client_config(false));
+        RunConfig {
+            target,
+            tls,
+            protocol,
+            plan,
+            size: 32,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(10),
+            drain: Duration::from_secs(2),
+            cores: 1,
+            cpus: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            ramp: 0.0,
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            source_ips: Vec::new(),
+            exclude_self: false,
+            hold: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Where to connect, from a `ws://` or `wss://` URL.
 #[derive(Debug, Clone)]
 pub struct Target {

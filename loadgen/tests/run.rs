@@ -55,26 +55,15 @@ fn echo_server(stall_after: usize, stall: Duration) -> SocketAddr {
 
 fn config(url: &str, protocol: Protocol, scenario: &dyn Scenario) -> RunConfig {
     let target = loadgen::runner::Target::parse(url).unwrap();
-    let tls = target.secure.then(|| loadgen::tls::client_config(true));
-    RunConfig {
-        target,
-        tls,
-        protocol,
-        plan: scenario.plan().unwrap(),
-        size: 48,
-        warmup: Duration::from_millis(200),
-        duration: Duration::from_secs(1),
-        drain: Duration::from_millis(800),
-        cores: 2,
-        cpus: Vec::new(),
-        connect_timeout: Duration::from_secs(5),
-        ramp: 0.0,
-        headers: Vec::new(),
-        subprotocols: Vec::new(),
-        source_ips: Vec::new(),
-        exclude_self: false,
-        hold: Duration::from_millis(300),
-    }
+    let mut cfg = RunConfig::new(target, protocol, scenario.plan().unwrap());
+    cfg.size = 48;
+    cfg.warmup = Duration::from_millis(200);
+    cfg.duration = Duration::from_secs(1);
+    cfg.drain = Duration::from_millis(800);
+    cfg.cores = 2;
+    cfg.connect_timeout = Duration::from_secs(5);
+    cfg.hold = Duration::from_millis(300);
+    cfg
 }
 
 fn run(cfg: RunConfig, name: &str) -> Report {

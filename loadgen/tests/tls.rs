@@ -55,25 +55,11 @@ fn wss_round_trips_are_measured() {
     };
     let target = Target::parse(&format!("wss://{addr}/")).unwrap();
     assert!(target.secure);
-    let cfg = RunConfig {
-        target,
-        tls: Some(loadgen::tls::client_config(true)),
-        protocol: Protocol::Echo,
-        plan: echo.plan().unwrap(),
-        size: 64,
-        warmup: Duration::from_millis(100),
-        duration: Duration::from_secs(1),
-        drain: Duration::from_millis(500),
-        cores: 1,
-        cpus: Vec::new(),
-        connect_timeout: Duration::from_secs(5),
-        ramp: 0.0,
-        headers: Vec::new(),
-        subprotocols: Vec::new(),
-        source_ips: Vec::new(),
-        exclude_self: false,
-        hold: Duration::ZERO,
-    };
+    let mut cfg = RunConfig::new(target, Protocol::Echo, echo.plan().unwrap());
+    cfg.tls = Some(loadgen::tls::client_config(true));
+    cfg.warmup = Duration::from_millis(100);
+    cfg.duration = Duration::from_secs(1);
+    cfg.drain = Duration::from_millis(500);
     let r = loadgen::run(cfg, "echo", serde_json::json!({}), &mut |_, _, _| {}).unwrap();
     assert_eq!(r.connects.ok, 4, "{:?}", r.failures);
     assert!(r.sent > 100);
@@ -89,25 +75,12 @@ fn a_self_signed_certificate_is_refused_without_insecure() {
         rate: 10.0,
         room_prefix: "tls".into(),
     };
-    let cfg = RunConfig {
-        target: Target::parse(&format!("wss://{addr}/")).unwrap(),
-        tls: Some(loadgen::tls::client_config(false)),
-        protocol: Protocol::Echo,
-        plan: echo.plan().unwrap(),
-        size: 64,
-        warmup: Duration::ZERO,
-        duration: Duration::from_millis(200),
-        drain: Duration::from_millis(100),
-        cores: 1,
-        cpus: Vec::new(),
-        connect_timeout: Duration::from_secs(5),
-        ramp: 0.0,
-        headers: Vec::new(),
-        subprotocols: Vec::new(),
-        source_ips: Vec::new(),
-        exclude_self: false,
-        hold: Duration::ZERO,
-    };
+    let target = Target::parse(&format!("wss://{addr}/")).unwrap();
+    // Default TLS settings: Mozilla's roots, which do not include a self-signed certificate.
+    let mut cfg = RunConfig::new(target, Protocol::Echo, echo.plan().unwrap());
+    cfg.warmup = Duration::ZERO;
+    cfg.duration = Duration::from_millis(200);
+    cfg.drain = Duration::from_millis(100);
     let r = loadgen::run(cfg, "echo", serde_json::json!({}), &mut |_, _, _| {}).unwrap();
     assert_eq!(r.connects.ok, 0);
     let causes: Vec<&String> = r.failures.keys().collect();
