@@ -2,11 +2,13 @@
 //! omission corrected, and exact delivery accounting.
 //!
 //! Layers: `frame`, `handshake`, `marker`, `protocol` (wire, no I/O); `accounting`, `recorder`,
-//! `report` (figures); `scenario` (plans); `runner` (executors and sockets); [`run`] ties them.
+//! `report` (figures); `scenario` (plans); `runner` (setup on glommio), `event_loop` (the
+//! measured run on epoll); [`run`] ties them.
 
 pub mod accounting;
 pub mod clock;
 pub mod error;
+pub mod event_loop;
 pub mod frame;
 pub mod handshake;
 pub mod marker;
@@ -27,9 +29,6 @@ pub use runner::{RunConfig, Shared};
 
 /// File descriptors kept free for everything that is not a connection.
 const FD_RESERVE: u64 = 64;
-
-/// io_uring buffer memory per core (glommio's default exceeds common memlock limits).
-const IO_MEMORY_BYTES: usize = 1024 * 1024;
 
 /// Checks that the process may open one descriptor per connection (raising the soft limit to
 /// the hard one when needed).
@@ -79,14 +78,9 @@ pub fn run(
     let shared = Arc::new(Shared::new(cfg.cores));
     let mut handles = Vec::with_capacity(cfg.cores);
     for id in 0..cfg.cores {
-        let placement = match cfg.cpus.get(id) {
-            Some(&cpu) => glommio::Placement::Fixed(cpu),
-            None => glommio::Placement::Unbound,
-        };
         let (cfg, shared) = (cfg.clone(), shared.clone());
-        let h = glommio::LocalExecutorBuilder::new(placement)
-            .name(&format!("loadgen-{id}"))
-            .io_memory(IO_MEMORY_BYTES)
+        let h = std::thread::Builder::new()
+            .name(format!("loadgen-{id}"))
             .spawn(move || runner::run_core(id, cfg, shared))
             .map_err(|e| Error::Core {
                 core: id,
@@ -110,10 +104,11 @@ pub fn run(
     }
     let mut results = Vec::with_capacity(cfg.cores);
     for (core, h) in handles.into_iter().enumerate() {
-        results.push(h.join().map_err(|e| Error::Core {
+        let r = h.join().map_err(|_| Error::Core {
             core,
-            reason: e.to_string(),
-        })?);
+            reason: "panicked".into(),
+        })?;
+        results.push(r.map_err(|reason| Error::Core { core, reason })?);
     }
     Ok(report::build(scenario, params, &cfg, results, connect_secs))
 }

@@ -1,52 +1,40 @@
-//! Runs a plan: one glommio executor per core, a task per connection. Connections connect,
-//! upgrade and join; when all are ready every core starts at the same instant; publishers send
-//! on an open-loop schedule; receivers account every message until the drain ends.
+//! Runs a plan, one thread per core. Each core first sets its connections up on a glommio
+//! executor (connect, TLS, upgrade, join: concurrent, at the ramp rate), hands the sockets to
+//! [`event_loop`] as plain descriptors, and when every core is ready all start at the same
+//! instant.
 //!
-//! Invariants:
-//! - Socket reads land in one scratch buffer per core; a connection keeps only the bytes of an
-//!   incomplete frame. The clock is read once per read, not per frame.
-//! - A message counts as sent only once it is handed to the socket buffer (or queued behind
-//!   bytes that will be); a publisher that cannot keep up falls behind its schedule (reported
-//!   as schedule lag) rather than dropping messages.
+//! Invariant: a connection counts as a member of its room only once its join was answered, and
+//! every connection that failed is counted once, by cause.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use hdrhistogram::Histogram;
 
 use crate::accounting::Pair;
 use crate::clock::{self, now_ns};
-use crate::frame::{next_frame, write_masked, Masks, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use crate::event_loop::{self, RunConn};
+use crate::frame::{next_frame, write_masked, Masks, OP_CLOSE, OP_TEXT};
 use crate::handshake::{self, Refusal};
-use crate::marker::{self, Mark};
 use crate::protocol::Protocol;
 use crate::recorder::{self, Recorder};
 use crate::scenario::{ConnPlan, Plan};
 use crate::tls::Tls;
 
-/// Bytes one read takes from a socket.
-const READ_SCRATCH_BYTES: usize = 256 * 1024;
-
-/// Bytes a publisher may have waiting for the socket before it stops generating messages
-/// (and falls behind its schedule instead).
-const OUT_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// io_uring buffer memory per core (glommio's default exceeds common memlock limits).
+const IO_MEMORY_BYTES: usize = 1024 * 1024;
 
 /// Bytes of an HTTP response head or setup frame accepted before giving up.
 const SETUP_BYTES_MAX: usize = 64 * 1024;
-
-/// How often waiting connections look at the start signal.
-const START_POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Everything a run needs.
 #[derive(Clone)]
@@ -235,50 +223,42 @@ impl CoreResult {
 }
 
 struct Core {
+    cfg: Arc<RunConfig>,
+    shared: Arc<Shared>,
+    result: RefCell<CoreResult>,
+}
+
+/// Runs core `id`'s share of the plan (connections `i` with `i % cores == id`) on the calling
+/// thread: connection setup on a glommio executor (pinned to `cfg.cpus[id]` when given), then
+/// the measured run in [`event_loop::run`].
+pub fn run_core(id: usize, cfg: Arc<RunConfig>, shared: Arc<Shared>) -> Result<CoreResult, String> {
+    let placement = match cfg.cpus.get(id) {
+        Some(&cpu) => glommio::Placement::Fixed(cpu),
+        None => glommio::Placement::Unbound,
+    };
+    let executor = glommio::LocalExecutorBuilder::new(placement)
+        .name(&format!("loadgen-{id}"))
+        .io_memory(IO_MEMORY_BYTES)
+        .make()
+        .map_err(|e| e.to_string())?;
+    let (conns, result) = executor.run(setup_core(id, cfg.clone(), shared.clone()));
+    drop(executor);
+    let result = event_loop::run(id, &cfg, &shared, conns, result);
+    shared.cores_done.fetch_add(1, Relaxed);
+    Ok(result)
+}
+
+/// Connects, upgrades and joins this core's connections (at the ramp rate).
+async fn setup_core(
     id: usize,
     cfg: Arc<RunConfig>,
     shared: Arc<Shared>,
-    state: RefCell<CoreState>,
-}
-
-impl Core {
-    /// Installs the recorder for the run starting at `start` (whichever task sees it first).
-    fn ensure_recorder(&self, start: u64) {
-        let mut st = self.state.borrow_mut();
-        if st.recorder.is_none() {
-            let warm = start + self.cfg.warmup.as_nanos() as u64;
-            st.recorder = Some(Recorder::new(
-                start,
-                warm,
-                warm + self.cfg.duration.as_nanos() as u64,
-            ));
-        }
-    }
-}
-
-struct CoreState {
-    scratch: Vec<u8>,
-    /// Decrypted bytes of the last read, for TLS connections.
-    plain: Vec<u8>,
-    finder: memchr::memmem::Finder<'static>,
-    recorder: Option<Recorder>,
-    result: CoreResult,
-}
-
-/// Runs core `id`'s share of the plan (connections `i` with `i % cores == id`).
-pub async fn run_core(id: usize, cfg: Arc<RunConfig>, shared: Arc<Shared>) -> CoreResult {
+) -> (Vec<RunConn>, CoreResult) {
     let rooms = cfg.plan.rooms.len();
     let core = Rc::new(Core {
-        id,
         cfg: cfg.clone(),
-        shared: shared.clone(),
-        state: RefCell::new(CoreState {
-            scratch: vec![0; READ_SCRATCH_BYTES],
-            plain: Vec::new(),
-            finder: marker::finder(),
-            recorder: None,
-            result: CoreResult::empty(rooms),
-        }),
+        shared,
+        result: RefCell::new(CoreResult::empty(rooms)),
     });
     let mine: Vec<(usize, ConnPlan)> = cfg
         .plan
@@ -298,41 +278,14 @@ pub async fn run_core(id: usize, cfg: Arc<RunConfig>, shared: Arc<Shared>) -> Co
         }
         tasks.push(glommio::spawn_local(conn_task(core.clone(), index, plan)));
     }
-    let start = wait_start(&shared).await;
-    core.ensure_recorder(start);
-    let cpu0 = thread_cpu_secs();
-    let wall0 = now_ns();
+    let mut conns = Vec::with_capacity(tasks.len());
     for t in tasks {
-        t.await;
-    }
-    let mut st = core.state.borrow_mut();
-    st.result.cpu_secs = thread_cpu_secs() - cpu0;
-    st.result.wall_secs = (now_ns() - wall0) as f64 / 1e9;
-    st.result.recorder = st.recorder.take().expect("set at start");
-    let r = std::mem::replace(&mut st.result, CoreResult::empty(0));
-    shared.cores_done.fetch_add(1, Relaxed);
-    r
-}
-
-async fn wait_start(shared: &Shared) -> u64 {
-    loop {
-        let at = shared.start_at.load(Relaxed);
-        if at != 0 {
-            glommio::timer::sleep(clock::until(at)).await;
-            return at;
+        if let Some(c) = t.await {
+            conns.push(c);
         }
-        glommio::timer::sleep(START_POLL_INTERVAL).await;
     }
-}
-
-fn thread_cpu_secs() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    let result = core.result.replace(CoreResult::empty(0));
+    (conns, result)
 }
 
 /// Why a connection did not make it to the run.
@@ -352,62 +305,17 @@ fn cause_of(e: &io::Error) -> String {
     }
 }
 
+/// A connection during setup.
 struct Conn {
     stream: TcpStream,
     /// The TLS session of a `wss://` connection.
     tls: Option<Tls>,
-    /// Plaintext bytes read but not yet a whole frame.
+    /// Plaintext bytes read but not yet used.
     partial: Vec<u8>,
-    /// Plaintext bytes to write (encrypted into `cipher_out` first under TLS).
-    out: Vec<u8>,
-    /// Ciphertext the socket did not take yet.
-    cipher_out: Vec<u8>,
     masks: Masks,
-    pairs: Vec<Pair>,
-    closed: Option<String>,
 }
 
 impl Conn {
-    /// Writes what `out` holds without waiting; keeps the rest.
-    fn flush_out(&mut self) -> io::Result<()> {
-        let wire = match self.tls.as_mut() {
-            Some(tls) => {
-                if !self.out.is_empty() {
-                    tls.seal(&self.out, &mut self.cipher_out)?;
-                    self.out.clear();
-                }
-                &mut self.cipher_out
-            }
-            None => &mut self.out,
-        };
-        while !wire.is_empty() {
-            // SAFETY: valid buffer; MSG_NOSIGNAL avoids SIGPIPE.
-            let n = unsafe {
-                libc::send(
-                    self.stream.as_raw_fd(),
-                    wire.as_ptr().cast(),
-                    wire.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok(()),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(e),
-                };
-            }
-            wire.drain(..n as usize);
-        }
-        Ok(())
-    }
-
-    /// Bytes waiting to be written, in any form.
-    fn pending_out(&self) -> usize {
-        self.out.len() + self.cipher_out.len()
-    }
-
     /// Setup phase: writes `plain` completely (encrypted under TLS).
     async fn send_all(&mut self, plain: &[u8]) -> io::Result<()> {
         match self.tls.as_mut() {
@@ -463,7 +371,8 @@ impl Conn {
     }
 }
 
-async fn conn_task(core: Rc<Core>, index: usize, plan: ConnPlan) {
+/// Sets one connection up; `None` (with its cause counted) when it failed.
+async fn conn_task(core: Rc<Core>, index: usize, plan: ConnPlan) -> Option<RunConn> {
     let cfg = core.cfg.clone();
     let shared = core.shared.clone();
     let room = plan.room.map(|r| cfg.plan.rooms[r].as_str());
@@ -473,7 +382,7 @@ async fn conn_task(core: Rc<Core>, index: usize, plan: ConnPlan) {
             .map_err(glommio::GlommioError::IoError)
     })
     .await;
-    let mut conn = match setup {
+    let conn = match setup {
         Ok(c) => c,
         Err(e) => {
             let cause = match e {
@@ -484,71 +393,50 @@ async fn conn_task(core: Rc<Core>, index: usize, plan: ConnPlan) {
                 glommio::GlommioError::TimedOut(_) => "timeout".into(),
                 other => other.to_string(),
             };
-            *core
-                .state
-                .borrow_mut()
-                .result
-                .failures
-                .entry(cause)
-                .or_default() += 1;
+            *core.result.borrow_mut().failures.entry(cause).or_default() += 1;
             shared.failed.fetch_add(1, Relaxed);
             shared.settled.fetch_add(1, Relaxed);
-            return;
+            return None;
         }
     };
-    if let Some(r) = plan.room {
-        core.state.borrow_mut().result.members[r] += 1;
-        conn.pairs = vec![Pair::default(); cfg.plan.room_publishers[r].len()];
+    // The run does not use glommio: keep a duplicate of the socket, let the stream go.
+    // SAFETY: dup of an open descriptor; the duplicate is owned by the OwnedFd alone.
+    let fd = unsafe { libc::dup(conn.stream.as_raw_fd()) };
+    if fd < 0 {
+        *core
+            .result
+            .borrow_mut()
+            .failures
+            .entry(cause_of(&io::Error::last_os_error()))
+            .or_default() += 1;
+        shared.failed.fetch_add(1, Relaxed);
+        shared.settled.fetch_add(1, Relaxed);
+        return None;
     }
+    drop(conn.stream);
+    let pairs = match plan.room {
+        Some(r) => {
+            core.result.borrow_mut().members[r] += 1;
+            vec![Pair::default(); cfg.plan.room_publishers[r].len()]
+        }
+        None => Vec::new(),
+    };
     shared.ready.fetch_add(1, Relaxed);
     shared.settled.fetch_add(1, Relaxed);
-
-    let start = wait_start(&shared).await;
-    core.ensure_recorder(start);
-    let stop = start + (cfg.warmup + cfg.duration).as_nanos() as u64;
-    let end = if cfg.plan.publishers() == 0 {
-        start + cfg.hold.as_nanos() as u64
-    } else {
-        stop + cfg.drain.as_nanos() as u64
-    };
-    let conn = Rc::new(RefCell::new(conn));
-    let publisher = plan.publisher.map(|(global, room_pub)| {
-        glommio::spawn_local(publish(
-            core.clone(),
-            conn.clone(),
-            index,
-            room.unwrap_or("").to_string(),
-            Mark {
-                room_pub,
-                publisher: global,
-                seq: 0,
-                intended_ns: 0,
-            },
-            start,
-            stop,
-        ))
-    });
-    futures_lite::future::or(receive(&core, &conn), async {
-        glommio::timer::sleep(clock::until(end)).await;
+    Some(RunConn {
+        // SAFETY: fd is the fresh duplicate made above.
+        fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        tls: conn.tls,
+        partial: conn.partial,
+        out: Vec::new(),
+        cipher_out: Vec::new(),
+        masks: conn.masks,
+        pairs,
+        closed: None,
+        index,
+        room: plan.room,
+        publisher: plan.publisher,
     })
-    .await;
-    if let Some(p) = publisher {
-        p.await;
-    }
-    let conn = conn.borrow();
-    let mut st = core.state.borrow_mut();
-    if let Some(code) = &conn.closed {
-        *st.result.server_closes.entry(code.clone()).or_default() += 1;
-    }
-    if let Some(r) = plan.room {
-        for (i, pair) in conn.pairs.iter().enumerate() {
-            let global = cfg.plan.room_publishers[r][i];
-            *st.result.unique_by_publisher.entry(global).or_default() += pair.unique;
-            st.result.duplicates += pair.duplicates;
-            st.result.out_of_order += pair.out_of_order;
-            st.result.accounting_overflowed |= pair.overflowed;
-        }
-    }
 }
 
 /// A setup step the server refused (shown as the failure's cause).
@@ -601,11 +489,7 @@ async fn connect_and_join(
         stream,
         tls,
         partial: Vec::with_capacity(1024),
-        out: Vec::new(),
-        cipher_out: Vec::new(),
         masks: Masks::new(index as u64 ^ 0x5851_f42d_4c95_7f2d),
-        pairs: Vec::new(),
-        closed: None,
     };
     conn.tls_handshake()
         .await
@@ -631,10 +515,10 @@ async fn connect_and_join(
     };
     conn.partial.drain(..head_len);
     {
-        let mut st = core.state.borrow_mut();
+        let mut result = core.result.borrow_mut();
         let us = ((now_ns() - began) / 1000).clamp(1, recorder::LATENCY_US_MAX);
-        st.result.handshake.record(us).expect("clamped");
-        st.result.connects_ok += 1;
+        result.handshake.record(us).expect("clamped");
+        result.connects_ok += 1;
     }
     core.shared.connected.fetch_add(1, Relaxed);
     if let Some(greeting) = cfg.protocol.greeting() {
@@ -673,7 +557,7 @@ async fn wait_for_text(conn: &mut Conn, needle: &str) -> io::Result<()> {
                     return Ok(());
                 }
                 OP_CLOSE => {
-                    let code = close_code(payload);
+                    let code = event_loop::close_code(payload);
                     return Err(setup_failure(format!("closed by server ({code})")));
                 }
                 _ => {}
@@ -682,236 +566,6 @@ async fn wait_for_text(conn: &mut Conn, needle: &str) -> io::Result<()> {
         }
         conn.read_more().await?;
     }
-}
-
-fn close_code(payload: &[u8]) -> String {
-    if payload.len() >= 2 {
-        u16::from_be_bytes([payload[0], payload[1]]).to_string()
-    } else {
-        "no code".into()
-    }
-}
-
-/// Reads until the stream ends (or the caller stops waiting), accounting every marker.
-async fn receive(core: &Core, conn: &RefCell<Conn>) {
-    std::future::poll_fn(|cx| {
-        let mut st = core.state.borrow_mut();
-        let st = &mut *st;
-        let mut c = conn.borrow_mut();
-        loop {
-            let read = Pin::new(&mut c.stream).poll_read(cx, &mut st.scratch);
-            let n = match read {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    if c.closed.is_none() {
-                        c.closed = Some("connection ended".into());
-                    }
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Ok(n)) => n,
-            };
-            let now = now_ns();
-            let c = &mut *c;
-            let data: &[u8] = match c.tls.as_mut() {
-                Some(tls) => {
-                    st.plain.clear();
-                    let opened = tls
-                        .open(&st.scratch[..n], &mut st.plain)
-                        .and_then(|()| tls.drain(&mut c.cipher_out));
-                    if let Err(e) = opened {
-                        c.closed = Some(format!("tls: {e}"));
-                        return Poll::Ready(());
-                    }
-                    &st.plain
-                }
-                None => &st.scratch[..n],
-            };
-            let recorder = st.recorder.as_mut().expect("set at start");
-            let (frames, marks, max_us, closed) = if c.partial.is_empty() {
-                let (consumed, r) = frames(&st.finder, &core.cfg.protocol, data, c, recorder, now);
-                c.partial = data[consumed..].to_vec();
-                r
-            } else {
-                let mut buf = std::mem::take(&mut c.partial);
-                buf.extend_from_slice(data);
-                let (consumed, r) = frames(&st.finder, &core.cfg.protocol, &buf, c, recorder, now);
-                buf.drain(..consumed);
-                c.partial = buf;
-                r
-            };
-            st.result.frames += frames;
-            if let Some(p99) = st
-                .recorder
-                .as_ref()
-                .and_then(Recorder::completed_second_p99)
-            {
-                core.shared.core_p99_us[core.id].store(p99, Relaxed);
-            }
-            core.shared.received.fetch_add(marks, Relaxed);
-            core.shared.recent_max_us.fetch_max(max_us, Relaxed);
-            if c.pending_out() > 0 && c.flush_out().is_err() {
-                return Poll::Ready(());
-            }
-            if closed {
-                return Poll::Ready(());
-            }
-        }
-    })
-    .await
-}
-
-/// Handles the whole frames at the start of `data`: (bytes consumed, (frames, markers,
-/// highest latency µs, closed)).
-fn frames(
-    finder: &memchr::memmem::Finder<'_>,
-    protocol: &Protocol,
-    data: &[u8],
-    c: &mut Conn,
-    recorder: &mut Recorder,
-    now: u64,
-) -> (usize, (u64, u64, u64, bool)) {
-    let mut pos = 0;
-    let (mut frames, mut marks, mut max_ns) = (0u64, 0u64, 0u64);
-    while let Some(f) = next_frame(&data[pos..]) {
-        let payload = &data[pos + f.header_len..pos + f.header_len + f.payload_len];
-        pos += f.header_len + f.payload_len;
-        frames += 1;
-        match f.opcode {
-            OP_TEXT if protocol.pong_for(payload).is_some() => {
-                let pong = protocol.pong_for(payload).expect("checked");
-                let mask = c.masks.next_mask();
-                write_masked(&mut c.out, OP_TEXT, pong, mask);
-            }
-            OP_TEXT | 0 => marker::scan(finder, payload, |m| {
-                marks += 1;
-                if let Some(pair) = c.pairs.get_mut(m.room_pub as usize) {
-                    pair.on(m.seq);
-                }
-                max_ns = max_ns.max(now.saturating_sub(m.intended_ns));
-                recorder.on_received(m.intended_ns, now);
-            }),
-            OP_PING => {
-                let mask = c.masks.next_mask();
-                write_masked(&mut c.out, OP_PONG, payload, mask);
-            }
-            OP_CLOSE => {
-                c.closed = Some(format!("closed by server ({})", close_code(payload)));
-                return (pos, (frames, marks, max_ns / 1000, true));
-            }
-            _ => {}
-        }
-    }
-    (pos, (frames, marks, max_ns / 1000, false))
-}
-
-enum Step {
-    Continue,
-    /// The socket is full: wait before generating more.
-    Backoff,
-    Stop,
-}
-
-/// Encodes and writes every message due by now (never borrowing across an await).
-#[allow(clippy::too_many_arguments)]
-fn publish_due(
-    core: &Core,
-    conn: &RefCell<Conn>,
-    room: &str,
-    index: usize,
-    mark: &mut Mark,
-    k: &mut u64,
-    intended: &dyn Fn(u64) -> u64,
-    stop: u64,
-    (content, message): &mut (Vec<u8>, Vec<u8>),
-) -> Step {
-    let cfg = &core.cfg;
-    let now = now_ns();
-    let mut c = conn.borrow_mut();
-    if c.closed.is_some() {
-        return Step::Stop;
-    }
-    let mut sent = 0;
-    {
-        let mut st = core.state.borrow_mut();
-        let recorder = st.recorder.as_mut().expect("set at start");
-        while intended(*k) <= now && intended(*k) < stop && c.pending_out() < OUT_BYTES_MAX {
-            mark.seq = *k;
-            mark.intended_ns = intended(*k);
-            content.clear();
-            marker::write(content, mark, cfg.size);
-            message.clear();
-            cfg.protocol.publish_into(message, room, content, index, *k);
-            let mask = c.masks.next_mask();
-            write_masked(&mut c.out, OP_TEXT, message, mask);
-            recorder.on_sent(mark.intended_ns, now);
-            *k += 1;
-            sent += 1;
-        }
-    }
-    core.shared.sent.fetch_add(sent, Relaxed);
-    if c.flush_out().is_err() {
-        c.closed.get_or_insert_with(|| "connection ended".into());
-        return Step::Stop;
-    }
-    if c.pending_out() >= OUT_BYTES_MAX {
-        Step::Backoff
-    } else {
-        Step::Continue
-    }
-}
-
-/// Tries to write what is left; true while bytes remain on an open connection.
-fn flush_pending(conn: &RefCell<Conn>) -> bool {
-    let mut c = conn.borrow_mut();
-    !(c.pending_out() == 0 || c.closed.is_some() || c.flush_out().is_err() || c.pending_out() == 0)
-}
-
-/// Sends on an open-loop schedule: message k is meant for `start + k / rate`; late messages
-/// carry their intended time, so the delay counts as latency.
-async fn publish(
-    core: Rc<Core>,
-    conn: Rc<RefCell<Conn>>,
-    index: usize,
-    room: String,
-    mut mark: Mark,
-    start: u64,
-    stop: u64,
-) {
-    let cfg = core.cfg.clone();
-    let interval = 1e9 / cfg.plan.rate;
-    let intended = |k: u64| start + (k as f64 * interval) as u64;
-    let mut k: u64 = 0;
-    let mut bufs = (
-        Vec::with_capacity(cfg.size + 64),
-        Vec::with_capacity(cfg.size + 256),
-    );
-    loop {
-        let next = intended(k);
-        if next >= stop {
-            break;
-        }
-        let wait = clock::until(next);
-        if !wait.is_zero() {
-            glommio::timer::sleep(wait).await;
-        }
-        let step = publish_due(
-            &core, &conn, &room, index, &mut mark, &mut k, &intended, stop, &mut bufs,
-        );
-        match step {
-            Step::Stop => break,
-            Step::Backoff => glommio::timer::sleep(Duration::from_millis(1)).await,
-            Step::Continue => {}
-        }
-    }
-    // Let what is still queued leave.
-    while flush_pending(&conn) {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
-    core.state
-        .borrow_mut()
-        .result
-        .sent_by_publisher
-        .push((mark.publisher, k));
 }
 
 #[cfg(test)]
