@@ -10,8 +10,7 @@ members=${1:-1000}
 duration=${2:-5}
 repeats=${3:-3}
 shift $(( $# < 3 ? $# : 3 ))
-rates=("${@:-2000 4000 8000}")
-[ $# -gt 0 ] && rates=("$@") || rates=(2000 4000 8000)
+if [ $# -gt 0 ]; then rates=("$@"); else rates=(2000 4000 8000); fi
 
 cargo build --release -q -p corecast -p loadgen
 port=39$(( RANDOM % 90 + 10 ))

@@ -12,11 +12,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// corecast: a sharded thread-per-core WebSocket server for rooms, chat and games.
 ///
-/// Every setting can also come from a TOML file (`--config`, keys as the long flags without
-/// dashes prefix, e.g. `batch-window-ms = 0`) or an environment variable (shown per flag).
-/// Precedence: flag, then environment, then file, then the default.
+/// Every setting can also come from a TOML file (`--config FILE`, keys spelled like the flags
+/// without their dashes, e.g. `batch-window-ms = 0`) or an environment variable (shown per
+/// flag). Precedence: flag, then environment, then file, then the default. Clients connect to
+/// ws://ADDR/ws (or /ws/room/{room} to land on the room's core); GET /healthz reports status.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about)]
 struct Cli {
     /// TOML file with settings.
     #[arg(long, env = "CORECAST_CONFIG")]
@@ -50,7 +51,7 @@ struct Cli {
     /// [default: 30000].
     #[arg(long, env = "CORECAST_PING_INTERVAL_MS")]
     ping_interval_ms: Option<u64>,
-    /// Log filter (tracing's EnvFilter syntax) [default: info].
+    /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
 }

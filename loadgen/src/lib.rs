@@ -112,3 +112,26 @@ pub fn run(
     }
     Ok(report::build(scenario, params, &cfg, results, connect_secs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_connections_for_one_process_is_refused_with_advice() {
+        let err = check_fd_limit(100_000_000).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                Error::FdLimit {
+                    needed: 100_000_000,
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(text.contains("several loadgen processes"), "{text}");
+        check_fd_limit(10).unwrap();
+    }
+}
