@@ -227,7 +227,13 @@ def svg_plot(rows, scenario, servers):
         v = xmax * i / 5
         o.append(f'<text x="{x(v):.1f}" y="{h-pad+16}" text-anchor="middle">{v/1e6:.1f}</text>')
     for si, name in enumerate(servers):
-        mine = sorted([r for r in pts if r["server"] == name], key=lambda r: r["offered"])
+        # One point per offered rate: the medians of its repeats.
+        by_rate = {}
+        for r in pts:
+            if r["server"] == name:
+                by_rate.setdefault(r["offered"], []).append(r)
+        mine = [{"offered": o, "deliveries_per_sec": median([r["deliveries_per_sec"] for r in rs]),
+                 "p99_ms": median([r["p99_ms"] for r in rs])} for o, rs in sorted(by_rate.items())]
         if not mine:
             continue
         c = colors[si % len(colors)]
@@ -235,7 +241,7 @@ def svg_plot(rows, scenario, servers):
             c, " ".join(f"{x(r['deliveries_per_sec']):.1f},{y(r['p99_ms']):.1f}" for r in mine)))
         for r in mine:
             o.append(f'<circle cx="{x(r["deliveries_per_sec"]):.1f}" cy="{y(r["p99_ms"]):.1f}" r="3" fill="{c}"/>')
-        o.append(f'<text x="{pad+10}" y="{40+16*si}" fill="{c}">{name}</text>')
+        o.append(f'<text x="{w-150}" y="{h-pad-10-16*(len(servers)-1-si)}" fill="{c}">{name}</text>')
     o.append("</svg>")
     return "\n".join(o)
 
@@ -254,7 +260,19 @@ def main():
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
+    p.add_argument("--replot", metavar="JSONL", help="redraw the plots of an earlier run and exit")
     a = p.parse_args()
+    if a.replot:
+        src = Path(a.replot)
+        rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
+        names = list(dict.fromkeys(r["server"] for r in rows))
+        for scenario in SCENARIOS:
+            svg = svg_plot(rows, scenario, names)
+            if svg:
+                out = src.with_name(src.stem + f"-{scenario}.svg")
+                out.write_text(svg)
+                print(f"written: {out}")
+        return
     a.repeats = a.repeats or (1 if a.quick else 2)
     a.duration = a.duration or (3 if a.quick else 5)
     servers = a.servers.split(",")
