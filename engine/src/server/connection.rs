@@ -42,6 +42,8 @@ pub struct Conn {
     pub pending_joins: Vec<Arc<str>>,
     pub last_rx: Instant,
     pub ping_sent: Option<Instant>,
+    /// Listed in the shard's `paused_readers`, waiting for reading to resume.
+    pub read_paused: bool,
 }
 
 impl Conn {
@@ -58,6 +60,7 @@ impl Conn {
             pending_joins: Vec::new(),
             last_rx: now,
             ping_sent: None,
+            read_paused: false,
         }
     }
 

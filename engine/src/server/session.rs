@@ -186,7 +186,11 @@ impl Session {
                 return Poll::Ready(());
             }
             if sh.reading_paused && sh.conns[self.key].phase == Phase::Open {
-                sh.paused_readers.push(cx.waker().clone());
+                let conn = &mut sh.conns[self.key];
+                if !conn.read_paused {
+                    conn.read_paused = true;
+                    sh.paused_readers.push(self.key);
+                }
                 return Poll::Pending;
             }
             let mut scratch = std::mem::take(&mut sh.read_scratch);

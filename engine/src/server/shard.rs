@@ -57,7 +57,12 @@ pub struct Shard {
     ring: Vec<bool>,
     /// Reading from clients stops while the outboxes are at their limit.
     pub reading_paused: bool,
-    pub paused_readers: Vec<Waker>,
+    /// Connections whose session stopped reading while paused; each appears once (see
+    /// `Conn::read_paused`), so this never holds more than the shard's connections.
+    pub paused_readers: Vec<usize>,
+    /// Reused for every fan-out: a room's member keys, copied so the slow-consumer cut may
+    /// change the room while frames are queued. No allocation per message.
+    member_scratch: Vec<usize>,
     /// Batch windows to close, in deadline order (all windows have the same length).
     pub batch_due: VecDeque<(Instant, usize, u64)>,
     pub batch_waker: Option<Waker>,
@@ -95,6 +100,7 @@ impl Shard {
             ring: vec![false; shards],
             reading_paused: false,
             paused_readers: Vec::new(),
+            member_scratch: Vec::new(),
             batch_due: VecDeque::new(),
             batch_waker: None,
             stats: all_stats[id].clone(),
@@ -540,23 +546,37 @@ impl Shard {
     /// their inboxes (one message per shard, whatever its member count).
     fn fanout(&mut self, rk: usize, frame: Bytes) {
         let room = self.rooms.get(rk).expect("room exists");
-        let members: Vec<usize> = room.members.iter().map(|(_, &k)| k).collect();
-        let remote: Vec<usize> = room.owner.as_ref().map_or_else(Vec::new, |o| {
-            (0..self.shards).filter(|&s| o.remote[s] > 0).collect()
-        });
         let name = room.name.clone();
-        for shard in remote {
-            self.send_to(
-                shard,
-                ShardMsg::Deliver {
-                    room: name.clone(),
-                    frame: frame.clone(),
-                },
-            );
+        for shard in 0..self.shards {
+            let has_members = self
+                .rooms
+                .get(rk)
+                .and_then(|r| r.owner.as_ref())
+                .is_some_and(|o| o.remote[shard] > 0);
+            if has_members {
+                self.send_to(
+                    shard,
+                    ShardMsg::Deliver {
+                        room: name.clone(),
+                        frame: frame.clone(),
+                    },
+                );
+            }
         }
-        for key in members {
+        self.enqueue_to_members(rk, &frame);
+    }
+
+    /// Queues `frame` to this shard's members of room `rk`.
+    fn enqueue_to_members(&mut self, rk: usize, frame: &Bytes) {
+        let mut members = std::mem::take(&mut self.member_scratch);
+        members.clear();
+        if let Some(room) = self.rooms.get(rk) {
+            members.extend(room.members.iter().map(|(_, &k)| k));
+        }
+        for &key in &members {
             self.enqueue(key, frame.clone());
         }
+        self.member_scratch = members;
     }
 
     // ----- other shards ------------------------------------------------------------------
@@ -665,17 +685,7 @@ impl Shard {
             }
             ShardMsg::Deliver { room, frame } => {
                 if let Some(rk) = self.rooms.key(&room) {
-                    let members: Vec<usize> = self
-                        .rooms
-                        .get(rk)
-                        .expect("indexed")
-                        .members
-                        .iter()
-                        .map(|(_, &k)| k)
-                        .collect();
-                    for key in members {
-                        self.enqueue(key, frame.clone());
-                    }
+                    self.enqueue_to_members(rk, &frame);
                 }
             }
             ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
@@ -708,8 +718,11 @@ impl Shard {
         }
         if self.reading_paused && self.outbox_len <= OUTBOX_MESSAGES_MAX / 2 {
             self.reading_paused = false;
-            for w in self.paused_readers.drain(..) {
-                w.wake();
+            for key in std::mem::take(&mut self.paused_readers) {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.read_paused = false;
+                    conn.wake();
+                }
             }
         }
         let mut i = 0;
