@@ -36,13 +36,13 @@ TEMPLATE = [
 
 SERVERS = {
     "corecast": {
-        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false",
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
                              "--addr", f"127.0.0.1:{port}", "--log", "warn"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],
     },
     "corecast-nobatch": {
-        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false",
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
                              "--addr", f"127.0.0.1:{port}", "--log", "warn", "--batch-window-ms", "0"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::limits::*;
+use crate::users::RateLimit;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -33,6 +34,23 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// Idle time before a ping, in milliseconds; silent for two intervals closes. 0: never.
     pub ping_interval_ms: u64,
+    /// Messages kept per room for `room:joined` and `message:history`.
+    pub history_messages: usize,
+    /// Largest `content` of a chat or direct message, in bytes of JSON.
+    pub max_content_bytes: usize,
+    /// Messages a connection may send: `game` (240 per 2 s), `chat` (30 per minute), `off`,
+    /// or `N/Ts` / `N/Tms`.
+    pub rate_limit: String,
+    /// HS256 secret for JWT tokens (`?token=` or `Authorization: Bearer`). When set,
+    /// `auth:login` is disabled and bad tokens get 401.
+    pub auth_secret: Option<String>,
+    /// Whether connections without a user may connect (with a secret) and send (without).
+    pub allow_anonymous: bool,
+    /// Key for `POST /api/notify` and `/api/publish` (`Authorization: Bearer KEY` or
+    /// `X-Api-Key`); without one the API is off (404).
+    pub api_key: Option<String>,
+    /// A user whose every device was idle this long goes `away`, in milliseconds.
+    pub away_after_ms: u64,
 }
 
 impl Default for Config {
@@ -47,6 +65,13 @@ impl Default for Config {
             batch_max: BATCH_MESSAGES_DEFAULT,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_DEFAULT.as_millis() as u64,
             ping_interval_ms: PING_INTERVAL_DEFAULT.as_millis() as u64,
+            history_messages: HISTORY_MESSAGES_DEFAULT,
+            max_content_bytes: CONTENT_BYTES_DEFAULT,
+            rate_limit: "game".into(),
+            auth_secret: None,
+            allow_anonymous: true,
+            api_key: None,
+            away_after_ms: AWAY_AFTER_DEFAULT.as_millis() as u64,
         }
     }
 }
@@ -71,6 +96,15 @@ impl Config {
 
     pub fn ping_interval(&self) -> Option<Duration> {
         (self.ping_interval_ms > 0).then(|| Duration::from_millis(self.ping_interval_ms))
+    }
+
+    /// The parsed `rate-limit` (None: off). Valid after [`Config::validate`].
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        RateLimit::parse(&self.rate_limit).expect("validated")
+    }
+
+    pub fn away_after(&self) -> Duration {
+        Duration::from_millis(self.away_after_ms)
     }
 
     pub fn validate(&self) -> Result<(), Error> {
@@ -102,6 +136,27 @@ impl Config {
         }
         if self.handshake_timeout_ms == 0 {
             return setting("handshake-timeout-ms", "must be positive".into());
+        }
+        if self.history_messages > HISTORY_MESSAGES_MAX {
+            return setting(
+                "history-messages",
+                format!("must be at most {HISTORY_MESSAGES_MAX}"),
+            );
+        }
+        if self.max_content_bytes == 0 {
+            return setting("max-content-bytes", "must be positive".into());
+        }
+        if let Err(reason) = RateLimit::parse(&self.rate_limit) {
+            return setting("rate-limit", reason);
+        }
+        if self.auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return setting("auth-secret", "must be at least 16 bytes".into());
+        }
+        if self.api_key.as_ref().is_some_and(|s| s.len() < 16) {
+            return setting("api-key", "must be at least 16 bytes".into());
+        }
+        if self.away_after_ms == 0 {
+            return setting("away-after-ms", "must be positive".into());
         }
         Ok(())
     }

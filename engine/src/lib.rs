@@ -4,7 +4,8 @@
 //! - [`protocol`]: RFC 6455 frames, the HTTP upgrade, JSON messages. Pure functions, no I/O.
 //! - [`runtime`]: executors pinned per core, sockets, timers, cross-shard inboxes, placement.
 //!   The only module that touches glommio.
-//! - [`rooms`]: rooms, their members and their batching policy; state owned by one shard.
+//! - [`rooms`]: rooms, their members, history, typing and batching; state owned by one shard.
+//! - [`users`]: identities, presence, notifications and rate limits; state owned by one shard.
 //! - [`server`]: the shard's event handling, connections and their send queues, startup and
 //!   shutdown; ties the layers together.
 //!
@@ -18,6 +19,7 @@ pub mod rooms;
 pub mod runtime;
 pub mod server;
 pub mod stats;
+pub mod users;
 
 pub use config::Config;
 pub use error::Error;

@@ -78,3 +78,86 @@ pub const IO_MEMORY_BYTES: usize = 1024 * 1024;
 
 /// Shards a server may run; the room hash spreads rooms over at most this many.
 pub const SHARDS_MAX: usize = 256;
+
+/// Longest username, in bytes. Names travel in every message a user sends.
+pub const USERNAME_BYTES_MAX: usize = 32;
+
+/// Longest user id (a token's `sub`), in bytes.
+pub const USER_ID_BYTES_MAX: usize = 128;
+
+/// Longest room description, in bytes (`room:create`).
+pub const ROOM_DESCRIPTION_BYTES_MAX: usize = 256;
+
+/// Longest room password, in bytes (`room:create`, `room:join`).
+pub const ROOM_PASSWORD_BYTES_MAX: usize = 128;
+
+/// Connections one room may hold across all shards; joining more is `room_full`. Also the
+/// largest `maxUsers`. Fan-out of one message to this many is ~20 ms of one core.
+pub const ROOM_MEMBERS_MAX: usize = 100_000;
+
+/// Rooms one shard keeps (owned rooms, including empty ones kept for their history); making
+/// more is `room_limit`. With full histories of small messages this is a few GiB at most.
+pub const ROOMS_PER_SHARD_MAX: usize = 100_000;
+
+/// Default number of messages kept per room (`--history-messages`), as seed 001 keeps.
+pub const HISTORY_MESSAGES_DEFAULT: usize = 1000;
+
+/// Upper bound on `--history-messages`.
+pub const HISTORY_MESSAGES_MAX: usize = 100_000;
+
+/// Messages `room:joined` carries from the history (seed 001's recent count).
+pub const JOIN_RECENT_MESSAGES: usize = 50;
+
+/// Users listed in `room:joined` and `presence:list`; the rest are counted in `more`.
+pub const ROOM_USERS_LISTED_MAX: usize = 1000;
+
+/// Default page of `message:history`.
+pub const HISTORY_PAGE_DEFAULT: usize = 50;
+
+/// Largest page of `message:history`; a bigger `limit` is `invalid_field`.
+pub const HISTORY_PAGE_MAX: usize = 100;
+
+/// Read marks (per-user unread counters) one room keeps; users past it count no unread.
+pub const ROOM_READ_MARKS_MAX: usize = 10_000;
+
+/// Rooms one `room:list` answer carries; `truncated` says when there were more.
+pub const ROOM_LIST_MAX: usize = 1000;
+
+/// `@mentions` one message may notify; more are ignored (a message is not a mass mailing).
+pub const MENTIONS_PER_MESSAGE_MAX: usize = 20;
+
+/// Typing users shown in `typing:update`; the rest are counted in `more`.
+pub const TYPING_USERS_SHOWN_MAX: usize = 10;
+
+/// A typing user expires after this long without a refresh (seed 001).
+pub const TYPING_TTL: Duration = Duration::from_secs(3);
+
+/// Default idle time after which a user whose every device is idle goes away (seed 001).
+pub const AWAY_AFTER_DEFAULT: Duration = Duration::from_secs(300);
+
+/// Default largest `content` of a chat or direct message, in bytes of JSON; more is
+/// `content_too_large` (`--max-content-bytes`).
+pub const CONTENT_BYTES_DEFAULT: usize = 16 * 1024;
+
+/// Users (with their notifications) one shard's directory keeps, online or not; a login
+/// beyond it is `user_limit`.
+pub const USERS_PER_SHARD_MAX: usize = 1_000_000;
+
+/// Notifications kept per user; the oldest go first.
+pub const NOTIFICATIONS_PER_USER_MAX: usize = 200;
+
+/// Ids one `notification:read` may carry.
+pub const NOTIFICATION_IDS_MAX: usize = 1000;
+
+/// Characters of a message quoted in a notification's body.
+pub const NOTIFICATION_BODY_CHARS_MAX: usize = 140;
+
+/// Longest notification title or body accepted from `POST /api/notify`, in bytes.
+pub const NOTIFICATION_TEXT_BYTES_MAX: usize = 1024;
+
+/// Largest HTTP request body accepted by `/api/*`; more is 413.
+pub const API_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// `room:list` requests in flight per shard, each waiting for every shard's part; a request
+/// beyond it is answered with the `busy` error.
+pub const ROOM_LIST_GATHERS_MAX: usize = 10_000;

@@ -51,6 +51,28 @@ struct Cli {
     /// [default: 30000].
     #[arg(long, env = "CORECAST_PING_INTERVAL_MS")]
     ping_interval_ms: Option<u64>,
+    /// Messages kept per room for room:joined and message:history [default: 1000].
+    #[arg(long, env = "CORECAST_HISTORY_MESSAGES")]
+    history_messages: Option<usize>,
+    /// Largest content of a chat or direct message in bytes [default: 16384].
+    #[arg(long, env = "CORECAST_MAX_CONTENT_BYTES")]
+    max_content_bytes: Option<usize>,
+    /// Messages a connection may send: game (240 per 2 s), chat (30 per minute), off, or
+    /// N/Ts, N/Tms [default: game].
+    #[arg(long, env = "CORECAST_RATE_LIMIT")]
+    rate_limit: Option<String>,
+    /// HS256 secret for JWT tokens (?token= or Authorization: Bearer); turns auth:login off.
+    #[arg(long, env = "CORECAST_AUTH_SECRET", hide_env_values = true)]
+    auth_secret: Option<String>,
+    /// Allow connections without a user (no token; or not logged in) [default: true].
+    #[arg(long, env = "CORECAST_ALLOW_ANONYMOUS")]
+    allow_anonymous: Option<bool>,
+    /// Key for POST /api/notify and /api/publish; without one the API is off.
+    #[arg(long, env = "CORECAST_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// A user whose devices were all idle this long goes away, in ms [default: 300000].
+    #[arg(long, env = "CORECAST_AWAY_AFTER_MS")]
+    away_after_ms: Option<u64>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
@@ -77,8 +99,21 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         batch_window_ms,
         batch_max,
         handshake_timeout_ms,
-        ping_interval_ms
+        ping_interval_ms,
+        history_messages,
+        max_content_bytes,
+        allow_anonymous,
+        away_after_ms
     );
+    if let Some(v) = &cli.rate_limit {
+        config.rate_limit = v.clone();
+    }
+    if let Some(v) = &cli.auth_secret {
+        config.auth_secret = Some(v.clone());
+    }
+    if let Some(v) = &cli.api_key {
+        config.api_key = Some(v.clone());
+    }
     config.validate()?;
     Ok(config)
 }

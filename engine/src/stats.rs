@@ -66,6 +66,16 @@ counters! {
     reads_paused,
     /// Rooms this shard knows now (owned, or with local members).
     rooms,
+    /// Users this shard's directory holds now (online, or offline with notifications).
+    users,
+    /// Messages refused by a connection's rate limit (`rate_limited`).
+    rate_limited,
+    /// Offline users forgotten, or records refused, because the directory was full.
+    users_evicted,
+    /// Old notifications dropped because a user had the most kept.
+    notifications_dropped,
+    /// `POST /api/*` requests accepted.
+    api_requests,
 }
 
 #[cfg(test)]

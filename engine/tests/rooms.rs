@@ -46,7 +46,7 @@ fn members_on_both_shards_get_every_message_once_in_order() {
         }
     }
     for (i, m) in members.iter_mut().enumerate() {
-        let mut next: HashMap<u64, usize> = HashMap::new();
+        let mut next: HashMap<String, usize> = HashMap::new();
         let mut last_id = 0;
         for _ in 0..2 * PER_PUBLISHER {
             let v = m.recv_type("message:new");
@@ -56,7 +56,7 @@ fn members_on_both_shards_get_every_message_once_in_order() {
             last_id = id;
             let content = v["content"].as_str().unwrap();
             let (p, n) = content.split_once(':').unwrap();
-            let from = v["from"].as_u64().unwrap();
+            let from = v["from"]["userId"].as_str().unwrap().to_string();
             let expected = next.entry(from).or_default();
             assert_eq!(
                 n.parse::<usize>().unwrap(),

@@ -16,6 +16,7 @@ fn corecast(batch_window_ms: u64) -> corecast::ServerHandle {
         shards: 2,
         pin: false,
         batch_window_ms,
+        rate_limit: "off".into(),
         ..Default::default()
     })
     .unwrap()

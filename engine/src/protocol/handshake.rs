@@ -6,7 +6,7 @@
 //! everything else maps to one HTTP status with a reason.
 
 use super::message::valid_room_name;
-use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
+use crate::limits::{API_BODY_BYTES_MAX, HANDSHAKE_REQUEST_BYTES_MAX};
 
 /// Headers parsed from one request; more is a 431.
 const REQUEST_HEADERS_MAX: usize = 64;
@@ -14,10 +14,29 @@ const REQUEST_HEADERS_MAX: usize = 64;
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// Upgrade to a WebSocket; `room` is the home room named in the path or query.
-    WebSocket { key: String, room: Option<String> },
+    /// Upgrade to a WebSocket; `room` is the home room named in the path or query, `token`
+    /// the JWT from `?token=` or `Authorization: Bearer`.
+    WebSocket {
+        key: String,
+        room: Option<String>,
+        token: Option<String>,
+    },
     /// `GET /healthz`.
     Health,
+    /// `POST /api/notify` or `/api/publish` with a JSON body of `content_length` bytes;
+    /// `api_key` from `Authorization: Bearer` or `X-Api-Key`.
+    Api {
+        endpoint: ApiEndpoint,
+        api_key: Option<String>,
+        content_length: usize,
+    },
+}
+
+/// The backend's HTTP endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiEndpoint {
+    Notify,
+    Publish,
 }
 
 /// A parsed request head.
@@ -47,6 +66,10 @@ pub enum HandshakeError {
     BadVersion { version: String },
     #[error("invalid room name in the request")]
     BadRoom,
+    #[error("Content-Length required")]
+    LengthRequired,
+    #[error("request body exceeds {max} bytes")]
+    BodyTooLarge { max: usize },
 }
 
 impl HandshakeError {
@@ -56,6 +79,8 @@ impl HandshakeError {
             HandshakeError::TooLarge { .. } => (431, "Request Header Fields Too Large"),
             HandshakeError::NotFound { .. } => (404, "Not Found"),
             HandshakeError::BadVersion { .. } => (426, "Upgrade Required"),
+            HandshakeError::LengthRequired => (411, "Length Required"),
+            HandshakeError::BodyTooLarge { .. } => (413, "Content Too Large"),
             _ => (400, "Bad Request"),
         }
     }
@@ -109,6 +134,39 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let bearer = header("authorization")
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let endpoint = match path {
+        "/api/notify" => Some(ApiEndpoint::Notify),
+        "/api/publish" => Some(ApiEndpoint::Publish),
+        _ => None,
+    };
+    if let (Some(endpoint), "POST") = (endpoint, method) {
+        let content_length = header("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .ok_or(HandshakeError::LengthRequired)?;
+        if content_length > API_BODY_BYTES_MAX {
+            return Err(HandshakeError::BodyTooLarge {
+                max: API_BODY_BYTES_MAX,
+            });
+        }
+        let api_key = bearer.or_else(|| header("x-api-key").map(|v| v.trim().to_string()));
+        return Ok(Some(Request {
+            route: Route::Api {
+                endpoint,
+                api_key,
+                content_length,
+            },
+            head_len,
+        }));
+    }
     if method != "GET" {
         return Err(HandshakeError::NotGet {
             method: method.to_string(),
@@ -125,12 +183,6 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
             path: path.to_string(),
         });
     }
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-    };
     let upgrade_ok = header("upgrade").is_some_and(|v| {
         v.split(',')
             .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
@@ -153,10 +205,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
         return Err(HandshakeError::BadKey);
     }
     let room = home_room(path, query)?;
+    let token = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+        .map(str::to_string)
+        .or(bearer);
     Ok(Some(Request {
         route: Route::WebSocket {
             key: key.to_string(),
             room,
+            token,
         },
         head_len,
     }))
@@ -233,7 +290,8 @@ mod tests {
             parsed.route,
             Route::WebSocket {
                 key: KEY.into(),
-                room: None
+                room: None,
+                token: None
             }
         );
         let resp = String::from_utf8(accept_response(KEY)).unwrap();
@@ -307,6 +365,38 @@ mod tests {
             parse_request(b"\x00\x01garbage\r\n\r\n"),
             Err(HandshakeError::Malformed)
         );
+    }
+
+    #[test]
+    fn tokens_from_query_or_bearer() {
+        let p = parse_request(req("/ws?room=a&token=abc.def", "").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(p.route, Route::WebSocket { token: Some(t), .. } if t == "abc.def"));
+        let p = parse_request(req("/ws", "Authorization: Bearer xyz\r\n").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(p.route, Route::WebSocket { token: Some(t), .. } if t == "xyz"));
+    }
+
+    #[test]
+    fn api_routes() {
+        let r = "POST /api/publish HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\nContent-Length: 12\r\n\r\n";
+        let p = parse_request(r.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            p.route,
+            Route::Api {
+                endpoint: ApiEndpoint::Publish,
+                api_key: Some("k".into()),
+                content_length: 12
+            }
+        );
+        let no_len = "POST /api/notify HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(parse_request(no_len.as_bytes()).unwrap_err().status().0, 411);
+        let big = "POST /api/notify HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
+        assert_eq!(parse_request(big.as_bytes()).unwrap_err().status().0, 413);
+        let get = "GET /api/notify HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(parse_request(get.as_bytes()).unwrap_err().status().0, 404);
     }
 
     #[test]

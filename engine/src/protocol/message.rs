@@ -7,7 +7,10 @@
 use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
-use crate::limits::{REF_BYTES_MAX, ROOM_NAME_BYTES_MAX};
+use crate::limits::{
+    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, NOTIFICATION_IDS_MAX, REF_BYTES_MAX, ROOM_DESCRIPTION_BYTES_MAX,
+    ROOM_MEMBERS_MAX, ROOM_NAME_BYTES_MAX, ROOM_PASSWORD_BYTES_MAX, USER_ID_BYTES_MAX,
+};
 
 /// A room name: 1 to [`ROOM_NAME_BYTES_MAX`] bytes of ASCII letters, digits, `-`, `_`, `.`, `:`.
 pub fn valid_room_name(name: &str) -> bool {
@@ -21,8 +24,22 @@ pub fn valid_room_name(name: &str) -> bool {
 /// A message from a client, borrowing from its parsed JSON.
 #[derive(Debug, PartialEq)]
 pub enum ClientMessage<'v> {
-    /// `room:join {room}`
-    Join { room: &'v str },
+    /// `auth:login {username}` (development mode).
+    Login { username: &'v str },
+    /// `room:create {room, description?, password?, maxUsers?}`
+    Create {
+        room: &'v str,
+        description: Option<&'v str>,
+        password: Option<&'v str>,
+        max_users: Option<u32>,
+    },
+    /// `room:list`
+    List,
+    /// `room:join {room, password?}`
+    Join {
+        room: &'v str,
+        password: Option<&'v str>,
+    },
     /// `room:leave {room}`
     Leave { room: &'v str },
     /// `message:send {room, content}`; `content` is any JSON value, relayed as sent.
@@ -30,6 +47,29 @@ pub enum ClientMessage<'v> {
         room: &'v str,
         content: &'v Value<'v>,
     },
+    /// `message:history {room, limit?, before?}`
+    History {
+        room: &'v str,
+        limit: usize,
+        before: Option<u64>,
+    },
+    /// `message:read {room, upTo}`
+    Read { room: &'v str, up_to: u64 },
+    /// `typing:start {room}` (`on`) or `typing:stop {room}`.
+    Typing { room: &'v str, on: bool },
+    /// `presence:update {status}`: online, away or dnd.
+    Presence { status: &'v str },
+    /// `presence:list {room}`
+    PresenceList { room: &'v str },
+    /// `message:direct {to, content}`
+    Direct {
+        to: &'v str,
+        content: &'v Value<'v>,
+    },
+    /// `notification:list`
+    NotificationList,
+    /// `notification:read {ids}`
+    NotificationRead { ids: Vec<u64> },
 }
 
 /// A parsed client message and the `ref` the client attached (raw JSON, string or number).
@@ -63,6 +103,36 @@ pub enum AppError {
     AlreadyInRoom { room: String },
     #[error("a connection may be in at most {max} rooms")]
     TooManyRooms { max: usize },
+    #[error("usernames are 1 to {max} bytes of letters, digits, '-', '_', '.'")]
+    InvalidUsername { max: usize },
+    #[error("log in first (auth:login or a token)")]
+    AuthRequired,
+    #[error("this connection is already logged in")]
+    AlreadyAuthenticated,
+    #[error("auth:login is disabled: this server authenticates with tokens")]
+    LoginDisabled,
+    #[error("room `{room}` already exists")]
+    RoomExists { room: String },
+    #[error("wrong password for room `{room}`")]
+    WrongPassword { room: String },
+    #[error("room `{room}` is full ({max} users)")]
+    RoomFull { room: String, max: usize },
+    #[error("this shard holds {max} rooms already")]
+    RoomLimit { max: usize },
+    #[error("this shard knows {max} users already")]
+    UserLimit { max: usize },
+    #[error("content is {size} bytes; at most {max}")]
+    ContentTooLarge { size: usize, max: usize },
+    #[error("rate limit: {limit} messages per {window_ms} ms; retry in {retry_ms} ms")]
+    RateLimited {
+        limit: u32,
+        window_ms: u64,
+        retry_ms: u64,
+    },
+    #[error("no user `{user}`")]
+    UnknownUser { user: String },
+    #[error("too many {what} requests in flight (at most {max}); retry")]
+    Busy { what: &'static str, max: usize },
 }
 
 impl AppError {
@@ -77,6 +147,19 @@ impl AppError {
             AppError::NotInRoom { .. } => "not_in_room",
             AppError::AlreadyInRoom { .. } => "already_in_room",
             AppError::TooManyRooms { .. } => "too_many_rooms",
+            AppError::InvalidUsername { .. } => "invalid_username",
+            AppError::AuthRequired => "auth_required",
+            AppError::AlreadyAuthenticated => "already_authenticated",
+            AppError::LoginDisabled => "login_disabled",
+            AppError::RoomExists { .. } => "room_exists",
+            AppError::WrongPassword { .. } => "wrong_password",
+            AppError::RoomFull { .. } => "room_full",
+            AppError::RoomLimit { .. } => "room_limit",
+            AppError::UserLimit { .. } => "user_limit",
+            AppError::ContentTooLarge { .. } => "content_too_large",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::UnknownUser { .. } => "unknown_user",
+            AppError::Busy { .. } => "busy",
         }
     }
 }
@@ -151,15 +234,134 @@ pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
             }
             Ok(room)
         };
+        let opt_str = |field: &'static str, max: usize| -> Result<Option<&'v str>, AppError> {
+            match obj.get(field) {
+                None => Ok(None),
+                Some(v) if v.is_null() => Ok(None),
+                Some(v) => match v.as_str() {
+                    Some(s) if s.len() <= max => Ok(Some(s)),
+                    _ => Err(AppError::InvalidField {
+                        field,
+                        expected: "a string of bounded length (see docs/PROTOCOL.md)",
+                    }),
+                },
+            }
+        };
+        let opt_u64 = |field: &'static str| -> Result<Option<u64>, AppError> {
+            match obj.get(field) {
+                None => Ok(None),
+                Some(v) if v.is_null() => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or(AppError::InvalidField {
+                    field,
+                    expected: "a non-negative integer",
+                }),
+            }
+        };
+        let content = || {
+            obj.get("content")
+                .ok_or(AppError::MissingField { field: "content" })
+        };
         match kind {
-            "room:join" => Ok(ClientMessage::Join { room: room()? }),
+            "auth:login" => {
+                // Validated by the login itself, which answers with `auth:error`.
+                let username = opt_str("username", usize::MAX)?
+                    .ok_or(AppError::MissingField { field: "username" })?;
+                Ok(ClientMessage::Login { username })
+            }
+            "room:create" => {
+                let room = room()?;
+                let max_users = match opt_u64("maxUsers")? {
+                    None => None,
+                    Some(n) if n >= 1 && n <= ROOM_MEMBERS_MAX as u64 => Some(n as u32),
+                    Some(_) => {
+                        return Err(AppError::InvalidField {
+                            field: "maxUsers",
+                            expected: "an integer from 1 to the members-per-room limit",
+                        })
+                    }
+                };
+                Ok(ClientMessage::Create {
+                    room,
+                    description: opt_str("description", ROOM_DESCRIPTION_BYTES_MAX)?,
+                    password: opt_str("password", ROOM_PASSWORD_BYTES_MAX)?.filter(|p| !p.is_empty()),
+                    max_users,
+                })
+            }
+            "room:list" => Ok(ClientMessage::List),
+            "room:join" => Ok(ClientMessage::Join {
+                room: room()?,
+                password: opt_str("password", ROOM_PASSWORD_BYTES_MAX)?,
+            }),
             "room:leave" => Ok(ClientMessage::Leave { room: room()? }),
             "message:send" => {
                 let room = room()?;
-                let content = obj
-                    .get("content")
-                    .ok_or(AppError::MissingField { field: "content" })?;
-                Ok(ClientMessage::Send { room, content })
+                Ok(ClientMessage::Send {
+                    room,
+                    content: content()?,
+                })
+            }
+            "message:history" => {
+                let room = room()?;
+                let limit = match opt_u64("limit")? {
+                    None => HISTORY_PAGE_DEFAULT,
+                    Some(n) if n >= 1 && n <= HISTORY_PAGE_MAX as u64 => n as usize,
+                    Some(_) => {
+                        return Err(AppError::InvalidField {
+                            field: "limit",
+                            expected: "an integer from 1 to 100",
+                        })
+                    }
+                };
+                Ok(ClientMessage::History {
+                    room,
+                    limit,
+                    before: opt_u64("before")?,
+                })
+            }
+            "message:read" => {
+                let room = room()?;
+                let up_to = opt_u64("upTo")?.ok_or(AppError::MissingField { field: "upTo" })?;
+                Ok(ClientMessage::Read { room, up_to })
+            }
+            "typing:start" => Ok(ClientMessage::Typing {
+                room: room()?,
+                on: true,
+            }),
+            "typing:stop" => Ok(ClientMessage::Typing {
+                room: room()?,
+                on: false,
+            }),
+            "presence:update" => {
+                let status = opt_str("status", 16)?.ok_or(AppError::MissingField { field: "status" })?;
+                if !matches!(status, "online" | "away" | "dnd") {
+                    return Err(AppError::InvalidField {
+                        field: "status",
+                        expected: "online, away or dnd",
+                    });
+                }
+                Ok(ClientMessage::Presence { status })
+            }
+            "presence:list" => Ok(ClientMessage::PresenceList { room: room()? }),
+            "message:direct" => {
+                let to = opt_str("to", USER_ID_BYTES_MAX)?.ok_or(AppError::MissingField { field: "to" })?;
+                Ok(ClientMessage::Direct {
+                    to,
+                    content: content()?,
+                })
+            }
+            "notification:list" => Ok(ClientMessage::NotificationList),
+            "notification:read" => {
+                let ids = obj
+                    .get("ids")
+                    .ok_or(AppError::MissingField { field: "ids" })?
+                    .as_array()
+                    .filter(|a| a.len() <= NOTIFICATION_IDS_MAX)
+                    .and_then(|a| a.iter().map(|v| v.as_u64()).collect::<Option<Vec<u64>>>())
+                    .ok_or(AppError::InvalidField {
+                        field: "ids",
+                        expected: "an array of at most 1000 notification ids",
+                    })?;
+                Ok(ClientMessage::NotificationRead { ids })
             }
             other => Err(AppError::UnknownType {
                 kind: other.chars().take(64).collect(),
@@ -191,7 +393,13 @@ mod tests {
     fn parses_the_three_messages() {
         with(r#"{"type":"room:join","room":"general","ref":7}"#, |p| {
             assert_eq!(p.reference.as_deref(), Some(&b"7"[..]));
-            assert_eq!(p.message, Ok(ClientMessage::Join { room: "general" }));
+            assert_eq!(
+                p.message,
+                Ok(ClientMessage::Join {
+                    room: "general",
+                    password: None
+                })
+            );
         });
         with(r#"{"type":"room:leave","room":"a:b"}"#, |p| {
             assert_eq!(p.message, Ok(ClientMessage::Leave { room: "a:b" }));

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 /// A wake-up the owner must schedule: call [`Batcher::on_deadline`] with `epoch` at `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {
@@ -17,13 +19,13 @@ pub struct Deadline {
 pub struct Batcher {
     window: Duration,
     max: usize,
-    held: Vec<Vec<u8>>,
+    held: Vec<Bytes>,
     open: bool,
     epoch: u64,
 }
 
 /// What to send now and what to schedule.
-pub type Step = (Option<Vec<Vec<u8>>>, Option<Deadline>);
+pub type Step = (Option<Vec<Bytes>>, Option<Deadline>);
 
 impl Batcher {
     /// A window of zero or a `max` of 1 or less turns batching off.
@@ -51,7 +53,7 @@ impl Batcher {
     }
 
     /// Takes one encoded message.
-    pub fn push(&mut self, now: Instant, message: Vec<u8>) -> Step {
+    pub fn push(&mut self, now: Instant, message: Bytes) -> Step {
         if !self.enabled() {
             return (Some(vec![message]), None);
         }
@@ -80,6 +82,11 @@ impl Batcher {
         (Some(out), Some(self.reopen(now)))
     }
 
+    /// Messages held for the next flush.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
     /// Quiet: nothing held and no window open, so the room may be dropped.
     pub fn is_idle(&self) -> bool {
         !self.open && self.held.is_empty()
@@ -90,8 +97,8 @@ impl Batcher {
 mod tests {
     use super::*;
 
-    fn m(i: u8) -> Vec<u8> {
-        vec![i]
+    fn m(i: u8) -> Bytes {
+        Bytes::from(vec![i])
     }
 
     #[test]

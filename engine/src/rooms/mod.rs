@@ -1,10 +1,15 @@
 //! Rooms: who is in them on this shard, and for the rooms this shard owns, message ids,
-//! members on other shards and the batching policy. State only; no I/O, no glommio.
+//! members everywhere, the users present, history, typing and batching. State only; no I/O,
+//! no glommio.
 
 mod batcher;
+mod history;
 mod room;
 mod table;
+mod typing;
 
 pub use batcher::{Batcher, Deadline, Step};
-pub use room::{Ownership, Room};
+pub use history::History;
+pub use room::{Ownership, Room, RoomInfo, RoomUser};
 pub use table::RoomTable;
+pub use typing::Typing;

@@ -47,6 +47,10 @@ impl RoomTable {
         }
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Room> {
+        self.rooms.iter().map(|(_, r)| r)
+    }
+
     pub fn len(&self) -> usize {
         self.rooms.len()
     }

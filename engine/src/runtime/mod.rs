@@ -10,7 +10,7 @@ mod placement;
 pub use executor::{spawn_shard, ShardThread};
 pub use inbox::Inbox;
 pub use net::{bind_listeners, send_now, Listener, Stream};
-pub use placement::owner_shard;
+pub use placement::{connection_id, owner_shard, shard_of};
 
 use std::future::Future;
 use std::time::Duration;

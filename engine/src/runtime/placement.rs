@@ -1,7 +1,20 @@
-//! Room placement: which shard owns a room.
+//! Placement: which shard owns a room or a user, and which shard a connection id names.
 //!
-//! Invariant: the owner depends only on the room name and the shard count: the same in every
+//! Invariant: the owner depends only on the name and the shard count: the same in every
 //! process, run and version (FNV-1a with a fixed basis, then a 64-bit finalizer).
+
+/// Bits of a connection id that hold its shard (see [`connection_id`]).
+pub const SHARD_BITS: u32 = 8;
+
+/// A globally unique connection id: a per-shard sequence with the shard in the low bits.
+pub fn connection_id(shard: usize, seq: u64) -> u64 {
+    (seq << SHARD_BITS) | shard as u64
+}
+
+/// The shard a connection id belongs to.
+pub fn shard_of(id: u64) -> usize {
+    (id & ((1 << SHARD_BITS) - 1)) as usize
+}
 
 /// The shard that owns `room` among `shards`.
 pub fn owner_shard(room: &str, shards: usize) -> usize {
@@ -23,6 +36,16 @@ pub fn owner_shard(room: &str, shards: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_name_their_shard() {
+        for shard in [0, 1, 7, 255] {
+            for seq in [0, 1, 1 << 40] {
+                assert_eq!(shard_of(connection_id(shard, seq)), shard);
+            }
+        }
+        assert_ne!(connection_id(1, 2), connection_id(2, 1));
+    }
 
     #[test]
     fn stable_and_in_range() {

@@ -10,6 +10,7 @@ use std::task::Waker;
 use std::time::Instant;
 
 use super::send_queue::SendQueue;
+use crate::users::{TokenBucket, User};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -44,6 +45,16 @@ pub struct Conn {
     pub ping_sent: Option<Instant>,
     /// Listed in the shard's `paused_readers`, waiting for reading to resume.
     pub read_paused: bool,
+    /// Who this connection speaks for: a logged-in user, or (once it needed a name) a guest.
+    pub user: Option<Arc<User>>,
+    /// `user` is a real user (token or `auth:login`), not a guest.
+    pub authenticated: bool,
+    /// Rate limit on messages sent (None: no limit).
+    pub bucket: Option<TokenBucket>,
+    /// Last client message (not pings): idle devices make their user `away`.
+    pub last_active: Instant,
+    /// The user's owner was told this device is idle.
+    pub idle_reported: bool,
 }
 
 impl Conn {
@@ -61,7 +72,22 @@ impl Conn {
             last_rx: now,
             ping_sent: None,
             read_paused: false,
+            user: None,
+            authenticated: false,
+            bucket: None,
+            last_active: now,
+            idle_reported: false,
         }
+    }
+
+    /// The logged-in user, if any.
+    pub fn authenticated_user(&self) -> Option<&Arc<User>> {
+        self.user.as_ref().filter(|_| self.authenticated)
+    }
+
+    /// The name this connection speaks under: its user, or a guest identity made once.
+    pub fn speaker(&mut self) -> Arc<User> {
+        self.user.get_or_insert_with(|| User::guest(self.id)).clone()
     }
 
     pub fn in_room_count(&self) -> usize {

@@ -3,13 +3,16 @@
 //! Invariant: `Server::start` returns only when every shard listens, and
 //! `ServerHandle::shutdown` returns only when every shard has ended (or reports which did not).
 
+mod api;
 mod connection;
 mod http;
+mod room_ops;
 mod send_queue;
 mod session;
 mod shard;
 mod shard_loop;
 mod shard_msg;
+mod user_ops;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;

@@ -9,15 +9,20 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use super::api;
 use super::http;
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
 use crate::limits::{HANDSHAKE_REQUEST_BYTES_MAX, WRITE_BYTES_MAX};
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
-use crate::protocol::handshake::{accept_response, parse_request, HandshakeError, Route};
+use crate::protocol::handshake::{
+    accept_response, http_response, parse_request, HandshakeError, Route,
+};
+use crate::users::{verify_token, User};
 use crate::protocol::{Assembler, Incoming};
 use crate::runtime::{self, owner_shard, sleep, Stream};
 
@@ -108,12 +113,39 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             let _ = stream.write_all(&http::json_response(&body)).await;
             stream.shutdown_write();
         }
-        Route::WebSocket { key, room } => {
+        Route::Api {
+            endpoint,
+            api_key,
+            content_length,
+        } => {
+            api::serve(shard, stream, endpoint, api_key, content_length, leftover).await;
+        }
+        Route::WebSocket { key, room, token } => {
+            let user = match authenticate(&shard.borrow(), token.as_deref()) {
+                Ok(user) => user,
+                Err(reason) => {
+                    shard
+                        .borrow()
+                        .stats
+                        .handshake_failures
+                        .fetch_add(1, RELAXED);
+                    let response = http_response(
+                        401,
+                        "Unauthorized",
+                        "WWW-Authenticate: Bearer\r\n",
+                        "text/plain",
+                        reason.as_bytes(),
+                    );
+                    let _ = stream.write_all(&response).await;
+                    stream.shutdown_write();
+                    return;
+                }
+            };
             let target = room.as_deref().map_or(me, |r| owner_shard(r, shards));
             if target == me {
                 // A task of its own: the handshake's state is freed, not carried for the
                 // connection's lifetime.
-                return runtime::spawn_detached(upgrade(shard, stream, key, leftover));
+                return runtime::spawn_detached(upgrade(shard, stream, key, leftover, user));
             }
             let fd = match stream.into_fd() {
                 Ok(fd) => fd,
@@ -124,18 +156,44 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             };
             let mut sh = shard.borrow_mut();
             sh.stats.handoffs.fetch_add(1, RELAXED);
-            sh.send_to(target, ShardMsg::Adopt { fd, key, leftover });
+            sh.send_to(
+                target,
+                ShardMsg::Adopt {
+                    fd,
+                    key,
+                    leftover,
+                    user,
+                },
+            );
         }
     }
 }
 
+/// The user a connection speaks for, from its token; Err is the 401's reason.
+fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, String> {
+    match (&sh.config.auth_secret, token) {
+        (Some(secret), Some(token)) => verify_token(token, secret.as_bytes())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        (Some(_), None) if !sh.config.allow_anonymous => Err("a token is required".into()),
+        (None, Some(_)) => Err("this server does not accept tokens (no auth secret)".into()),
+        (_, None) => Ok(None),
+    }
+}
+
 /// Completes the upgrade on this shard and runs the connection until it ends.
-pub async fn upgrade(shard: ShardRef, mut stream: Stream, key: String, leftover: Vec<u8>) {
+pub async fn upgrade(
+    shard: ShardRef,
+    mut stream: Stream,
+    key: String,
+    leftover: Vec<u8>,
+    user: Option<Arc<User>>,
+) {
     if stream.write_all(&accept_response(&key)).await.is_err() {
         return;
     }
     drop(key);
-    let conn_key = shard.borrow_mut().add_conn(stream.fd());
+    let conn_key = shard.borrow_mut().add_conn(stream.fd(), user);
     let max_message = shard.borrow().config.max_message_bytes;
     let mut session = Session {
         shard: shard.clone(),

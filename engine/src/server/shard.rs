@@ -1,15 +1,16 @@
-//! One shard's state and everything that changes it: connections, rooms, client messages,
-//! messages from other shards, fan-out and the flush pass that writes to sockets.
+//! One shard's state and its core: connections, client messages in, messages to and from
+//! other shards, and the flush pass that writes to sockets. Room features live in
+//! `room_ops.rs`, user features in `user_ops.rs`; both are more `impl Shard`.
 //!
 //! Invariants:
 //! - Only this shard's thread touches a `Shard`; no locks on the message path.
+//! - Work for a room or a user is done by its owner shard; a shard reaches the owner with
+//!   [`Shard::route`], which is a plain call when the owner is itself. So every owner sees one
+//!   order of events, whatever shard they came from.
 //! - A room's owner assigns message ids and encodes each message (or batch) once; every
 //!   recipient on every shard gets the same `Bytes`.
-//! - A join takes effect when the owner processes it, so each member sees every message the
-//!   owner published after that point, exactly once, in the owner's order.
-//! - Every join sent to an owner is matched by exactly one leave (explicit, or on close).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
@@ -20,19 +21,28 @@ use simd_json::prelude::*;
 use slab::Slab;
 
 use super::connection::{Conn, Phase};
-use super::shard_msg::{connection_id, shard_of, ConnRef, ShardMsg};
+use super::room_ops::Gather;
+use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, RoomQuery, ShardMsg};
 use crate::config::Config;
 use crate::limits::{
-    CLOSE_LINGER, OUTBOX_MESSAGES_MAX, READ_SCRATCH_BYTES, ROOMS_PER_CONNECTION_MAX,
-    WRITE_BYTES_MAX,
+    CLOSE_LINGER, OUTBOX_MESSAGES_MAX, READ_SCRATCH_BYTES, USERS_PER_SHARD_MAX, WRITE_BYTES_MAX,
 };
 use crate::protocol::close;
 use crate::protocol::event;
 use crate::protocol::frame::{close_frame, server_frame, OP_PING};
 use crate::protocol::message::{interpret, parse_json, AppError, ClientMessage};
-use crate::rooms::{Batcher, Deadline, Ownership, Room, RoomTable};
+use crate::rooms::RoomTable;
 use crate::runtime::{owner_shard, send_now, Inbox};
 use crate::stats::ShardStats;
+use crate::users::{Directory, RateLimit, Status, TokenBucket, User, Verdict};
+
+/// A user with connections on this shard.
+#[derive(Debug)]
+pub struct LocalUser {
+    pub conns: Vec<usize>,
+    /// Their status as the user's owner last said.
+    pub status: Status,
+}
 
 /// Milliseconds since the Unix epoch, for message timestamps.
 pub fn unix_ms() -> u64 {
@@ -62,13 +72,26 @@ pub struct Shard {
     pub paused_readers: Vec<usize>,
     /// Reused for every fan-out: a room's member keys, copied so the slow-consumer cut may
     /// change the room while frames are queued. No allocation per message.
-    member_scratch: Vec<usize>,
+    pub member_scratch: Vec<usize>,
+    /// Users this shard owns (see `users::Directory`).
+    pub directory: Directory,
+    /// Users with connections on this shard, by user id.
+    pub local_users: HashMap<Arc<str>, LocalUser>,
+    /// `room:list` requests of this shard's connections waiting for every shard's part.
+    pub gathers: Slab<Gather>,
+    /// Owned rooms with someone typing (checked for expiry by housekeeping).
+    pub typing_rooms: HashSet<Arc<str>>,
+    pub rate_limit: Option<RateLimit>,
+    /// Sequence of direct message ids made here (ids carry the shard like connection ids).
+    pub next_direct_seq: u64,
+    /// The sender of messages posted with `POST /api/publish`.
+    pub system_user: Arc<User>,
     /// Batch windows to close, in deadline order (all windows have the same length).
     pub batch_due: VecDeque<(Instant, usize, u64)>,
     pub batch_waker: Option<Waker>,
     pub stats: Arc<ShardStats>,
     pub all_stats: Arc<Vec<Arc<ShardStats>>>,
-    json_buffers: simd_json::Buffers,
+    pub json_buffers: simd_json::Buffers,
     /// Every socket read of this shard lands here first.
     pub read_scratch: Vec<u8>,
     /// Frames of one connection are gathered here into one write.
@@ -89,6 +112,7 @@ impl Shard {
         Self {
             id,
             shards,
+            rate_limit: config.rate_limit(),
             config,
             conns: Slab::new(),
             rooms: RoomTable::default(),
@@ -101,6 +125,12 @@ impl Shard {
             reading_paused: false,
             paused_readers: Vec::new(),
             member_scratch: Vec::new(),
+            directory: Directory::new(USERS_PER_SHARD_MAX),
+            local_users: HashMap::new(),
+            gathers: Slab::new(),
+            typing_rooms: HashSet::new(),
+            next_direct_seq: 1,
+            system_user: User::new("system", "system"),
             batch_due: VecDeque::new(),
             batch_waker: None,
             stats: all_stats[id].clone(),
@@ -116,8 +146,8 @@ impl Shard {
 
     // ----- connections -------------------------------------------------------------------
 
-    /// Registers an upgraded connection and greets it.
-    pub fn add_conn(&mut self, fd: std::os::fd::RawFd) -> usize {
+    /// Registers an upgraded connection (of `user` when it came with a token) and greets it.
+    pub fn add_conn(&mut self, fd: std::os::fd::RawFd, user: Option<Arc<User>>) -> usize {
         let id = connection_id(self.id, self.next_seq);
         self.next_seq += 1;
         let key = self.conns.insert(Conn::new(
@@ -129,12 +159,15 @@ impl Shard {
         self.stats.connections.fetch_add(1, RELAXED);
         self.stats.connections_total.fetch_add(1, RELAXED);
         self.enqueue(key, event::established(id, self.id));
+        if let Some(user) = user {
+            self.attach_user(key, user);
+        }
         key
     }
 
     /// Forgets a connection whose session ended; its socket is closed right after.
     pub fn remove_conn(&mut self, key: usize) {
-        self.leave_all(key);
+        self.disconnect(key);
         self.conns.remove(key);
         self.stats.connections.fetch_sub(1, RELAXED);
     }
@@ -204,7 +237,7 @@ impl Shard {
         if self.conns[key].phase != Phase::Open {
             return;
         }
-        self.leave_all(key);
+        self.disconnect(key);
         let conn = &mut self.conns[key];
         conn.phase = Phase::Closing {
             peer_closed: false,
@@ -218,7 +251,7 @@ impl Shard {
     pub fn on_peer_close(&mut self, key: usize, code: Option<u16>) {
         match self.conns[key].phase {
             Phase::Open => {
-                self.leave_all(key);
+                self.disconnect(key);
                 self.conns[key].phase = Phase::Closing {
                     peer_closed: true,
                     deadline: Instant::now() + CLOSE_LINGER,
@@ -301,6 +334,8 @@ impl Shard {
             self.stats.ping_timeouts.fetch_add(1, RELAXED);
             self.close_conn(key, close::GOING_AWAY, "ping timeout");
         }
+        self.report_idle_devices(now);
+        self.expire_typing(now);
     }
 
     // ----- client messages ---------------------------------------------------------------
@@ -308,275 +343,147 @@ impl Shard {
     /// A complete text message from connection `key`.
     pub fn on_text(&mut self, key: usize, text: &mut [u8]) {
         self.stats.messages_in.fetch_add(1, RELAXED);
+        let now = Instant::now();
+        self.note_activity(key, now);
         let value = match parse_json(text, &mut self.json_buffers) {
             Ok(v) => v,
             Err(e) => return self.app_error(key, &e, None),
         };
         let parsed = interpret(&value);
-        let reference = parsed.reference;
+        let reference = parsed.reference.as_deref();
         let result = match parsed.message {
-            Ok(ClientMessage::Join { room }) => self.join(key, room, reference.as_deref()),
-            Ok(ClientMessage::Leave { room }) => self.leave(key, room, reference.as_deref()),
-            Ok(ClientMessage::Send { room, content }) => self.send(
-                key,
-                room,
-                content.encode().into_bytes(),
-                reference.as_deref(),
-            ),
+            Ok(message) => self.dispatch(key, message, reference, now),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
-            self.app_error(key, &e, reference.as_deref());
+            self.app_error(key, &e, reference);
         }
     }
 
-    fn app_error(&mut self, key: usize, err: &AppError, reference: Option<&[u8]>) {
+    fn dispatch(
+        &mut self,
+        key: usize,
+        message: ClientMessage<'_>,
+        reference: Option<&[u8]>,
+        now: Instant,
+    ) -> Result<(), AppError> {
+        if let ClientMessage::Login { username } = message {
+            self.login(key, username, reference);
+            return Ok(());
+        }
+        if !self.conns[key].authenticated && !self.config.allow_anonymous {
+            return Err(AppError::AuthRequired);
+        }
+        match message {
+            ClientMessage::Login { .. } => unreachable!("handled above"),
+            ClientMessage::Create {
+                room,
+                description,
+                password,
+                max_users,
+            } => self.create(key, room, description, password, max_users, reference),
+            ClientMessage::List => self.list(key, reference),
+            ClientMessage::Join { room, password } => self.join(key, room, password, reference),
+            ClientMessage::Leave { room } => self.leave(key, room, reference),
+            ClientMessage::Send { room, content } => {
+                let content = self.checked_content(key, content, now)?;
+                self.send(key, room, content, reference)
+            }
+            ClientMessage::History { room, limit, before } => {
+                self.query(key, room, RoomQuery::History { limit, before }, reference)
+            }
+            ClientMessage::PresenceList { room } => {
+                self.query(key, room, RoomQuery::Presence, reference)
+            }
+            ClientMessage::Read { room, up_to } => self.read(key, room, up_to, reference),
+            ClientMessage::Typing { room, on } => self.typing(key, room, on, reference),
+            ClientMessage::Presence { status } => self.set_status(key, status, reference),
+            ClientMessage::Direct { to, content } => {
+                let content = self.checked_content(key, content, now)?;
+                self.direct(key, to, content, reference)
+            }
+            ClientMessage::NotificationList => {
+                self.notifications(key, NotificationOp::List, reference)
+            }
+            ClientMessage::NotificationRead { ids } => {
+                self.notifications(key, NotificationOp::Read(ids), reference)
+            }
+        }
+    }
+
+    /// The content of a message a client sends, encoded, within the size limit and the
+    /// connection's rate limit (a warning is queued when 80% of the bucket is used).
+    fn checked_content(
+        &mut self,
+        key: usize,
+        content: &simd_json::BorrowedValue<'_>,
+        now: Instant,
+    ) -> Result<Vec<u8>, AppError> {
+        let content = content.encode().into_bytes();
+        let max = self.config.max_content_bytes;
+        if content.len() > max {
+            return Err(AppError::ContentTooLarge {
+                size: content.len(),
+                max,
+            });
+        }
+        let Some(limit) = self.rate_limit else {
+            return Ok(content);
+        };
+        let bucket = self.conns[key]
+            .bucket
+            .get_or_insert_with(|| TokenBucket::new(&limit, now));
+        match bucket.take(&limit, now) {
+            Verdict::Allowed => {}
+            Verdict::Warn { remaining, full_in } => {
+                let reset = unix_ms() + full_in.as_millis() as u64;
+                self.enqueue(key, event::rate_limit_warning(remaining, reset));
+            }
+            Verdict::Limited { retry_in } => {
+                self.stats.rate_limited.fetch_add(1, RELAXED);
+                return Err(AppError::RateLimited {
+                    limit: limit.messages,
+                    window_ms: limit.window.as_millis() as u64,
+                    retry_ms: retry_in.as_millis() as u64 + 1,
+                });
+            }
+        }
+        Ok(content)
+    }
+
+    pub fn app_error(&mut self, key: usize, err: &AppError, reference: Option<&[u8]>) {
         self.stats.app_errors.fetch_add(1, RELAXED);
         self.enqueue(key, event::error(err.code(), &err.to_string(), reference));
     }
 
-    fn ack(&mut self, key: usize, reference: Option<&[u8]>) {
+    /// An `error` frame for a connection elsewhere (answered through [`Shard::to_conn`]).
+    pub fn error_frame(&self, err: &AppError, reference: Option<&[u8]>) -> Bytes {
+        self.stats.app_errors.fetch_add(1, RELAXED);
+        event::error(err.code(), &err.to_string(), reference)
+    }
+
+    pub fn ack(&mut self, key: usize, reference: Option<&[u8]>) {
         if let Some(r) = reference {
             self.enqueue(key, event::ack(r));
         }
     }
 
-    fn is_member(&self, key: usize, room: &str) -> bool {
-        let conn = &self.conns[key];
-        conn.pending_joins.iter().any(|r| &**r == room)
-            || self
-                .rooms
-                .key(room)
-                .is_some_and(|rk| conn.rooms.iter().any(|&(k, _)| k == rk))
-    }
-
-    fn new_ownership(&self) -> Ownership {
-        let c = &self.config;
-        Ownership::new(self.shards, Batcher::new(c.batch_window(), c.batch_max))
-    }
-
-    fn owned_room(&mut self, room: &str) -> usize {
-        let ownership = self.new_ownership();
-        let rk = self
-            .rooms
-            .get_or_insert_with(room, |name| Room::new(name, Some(ownership)));
-        self.stats.rooms.store(self.rooms.len() as u64, RELAXED);
-        rk
-    }
-
-    fn join(&mut self, key: usize, room: &str, reference: Option<&[u8]>) -> Result<(), AppError> {
-        if self.is_member(key, room) {
-            return Err(AppError::AlreadyInRoom { room: room.into() });
-        }
-        if self.conns[key].in_room_count() >= ROOMS_PER_CONNECTION_MAX {
-            return Err(AppError::TooManyRooms {
-                max: ROOMS_PER_CONNECTION_MAX,
-            });
-        }
-        let owner = owner_shard(room, self.shards);
-        if owner == self.id {
-            let rk = self.owned_room(room);
-            self.add_member(key, rk, reference);
-            return Ok(());
-        }
-        let name: Arc<str> = match self.rooms.key(room) {
-            Some(rk) => self.rooms.get(rk).expect("indexed").name.clone(),
-            None => Arc::from(room),
-        };
-        let conn = &mut self.conns[key];
-        conn.pending_joins.push(name.clone());
-        let conn_ref = ConnRef { key, id: conn.id };
-        self.send_to(
-            owner,
-            ShardMsg::Join {
-                room: name,
-                conn: conn_ref,
-                reference: reference.map(<[u8]>::to_vec),
-            },
-        );
-        Ok(())
-    }
-
-    /// Adds `key` to the local members of room `rk` and tells it so.
-    fn add_member(&mut self, key: usize, rk: usize, reference: Option<&[u8]>) {
-        let room = self.rooms.get_mut(rk).expect("room exists");
-        let slot = room.members.insert(key);
-        let frame = event::joined(&room.name, room.total_members());
-        self.conns[key].rooms.push((rk, slot));
-        self.enqueue(key, frame);
-        self.ack(key, reference);
-    }
-
-    fn leave(&mut self, key: usize, room: &str, reference: Option<&[u8]>) -> Result<(), AppError> {
-        let pending = self.conns[key]
-            .pending_joins
-            .iter()
-            .position(|r| &**r == room);
-        if let Some(pos) = pending {
-            let name = self.conns[key].pending_joins.swap_remove(pos);
-            let owner = owner_shard(room, self.shards);
-            let shard = self.id;
-            self.send_to(owner, ShardMsg::Leave { room: name, shard });
-        } else {
-            let rk = self
-                .rooms
-                .key(room)
-                .filter(|rk| self.conns[key].rooms.iter().any(|&(k, _)| k == *rk))
-                .ok_or_else(|| AppError::NotInRoom { room: room.into() })?;
-            self.remove_member(key, rk);
-        }
-        self.enqueue(key, event::left(room));
-        self.ack(key, reference);
-        Ok(())
-    }
-
-    fn remove_member(&mut self, key: usize, rk: usize) {
-        let conn = &mut self.conns[key];
-        let pos = conn
-            .rooms
-            .iter()
-            .position(|&(k, _)| k == rk)
-            .expect("member of the room");
-        let (_, slot) = conn.rooms.swap_remove(pos);
-        let room = self.rooms.get_mut(rk).expect("room exists");
-        room.members.remove(slot);
-        if room.owner.is_none() {
-            let name = room.name.clone();
-            let owner = owner_shard(&name, self.shards);
-            let shard = self.id;
-            self.send_to(owner, ShardMsg::Leave { room: name, shard });
-        }
-        self.rooms.remove_if_disposable(rk);
-        self.stats.rooms.store(self.rooms.len() as u64, RELAXED);
-    }
-
-    /// Leaves every joined and pending room (close, disconnect).
-    fn leave_all(&mut self, key: usize) {
-        while let Some(&(rk, _)) = self.conns[key].rooms.last() {
-            self.remove_member(key, rk);
-        }
-        let pending = std::mem::take(&mut self.conns[key].pending_joins);
-        for name in pending {
-            let owner = owner_shard(&name, self.shards);
-            let shard = self.id;
-            self.send_to(owner, ShardMsg::Leave { room: name, shard });
+    pub fn conn_ref(&self, key: usize) -> ConnRef {
+        ConnRef {
+            key,
+            id: self.conns[key].id,
         }
     }
 
-    fn send(
-        &mut self,
-        key: usize,
-        room: &str,
-        content: Vec<u8>,
-        reference: Option<&[u8]>,
-    ) -> Result<(), AppError> {
-        if !self.is_member(key, room) {
-            return Err(AppError::NotInRoom { room: room.into() });
+    /// Queues `frame` to connection `conn` (here or on its shard) if it is still open.
+    pub fn to_conn(&mut self, conn: ConnRef, frame: Bytes) {
+        let shard = shard_of(conn.id);
+        if shard != self.id {
+            return self.send_to(shard, ShardMsg::ToConn { conn, frame });
         }
-        let from = self.conns[key].id;
-        let owner = owner_shard(room, self.shards);
-        if owner == self.id {
-            let rk = self
-                .rooms
-                .key(room)
-                .expect("members' rooms exist on the owner");
-            self.publish(rk, from, &content);
-        } else {
-            let name = match self.rooms.key(room) {
-                Some(rk) => self.rooms.get(rk).expect("indexed").name.clone(),
-                None => self.conns[key]
-                    .pending_joins
-                    .iter()
-                    .find(|r| &***r == room)
-                    .expect("pending member")
-                    .clone(),
-            };
-            self.send_to(
-                owner,
-                ShardMsg::Publish {
-                    room: name,
-                    from,
-                    content,
-                },
-            );
+        if self.conns.get(conn.key).is_some_and(|c| c.id == conn.id) {
+            self.enqueue(conn.key, frame);
         }
-        self.ack(key, reference);
-        Ok(())
-    }
-
-    // ----- rooms this shard owns ---------------------------------------------------------
-
-    /// Assigns the next id, encodes the message once, and sends it now or with its batch.
-    fn publish(&mut self, rk: usize, from: u64, content: &[u8]) {
-        let now = Instant::now();
-        let room = self.rooms.get_mut(rk).expect("room exists");
-        let owner = room.owner.as_mut().expect("publish on the owner");
-        let id = owner.next_id;
-        owner.next_id += 1;
-        let message = event::message_new(&room.name, id, from, content, unix_ms());
-        let step = owner.batcher.push(now, message);
-        self.stats.published.fetch_add(1, RELAXED);
-        self.apply_batch_step(rk, step);
-    }
-
-    fn apply_batch_step(&mut self, rk: usize, (out, deadline): crate::rooms::Step) {
-        if let Some(Deadline { at, epoch }) = deadline {
-            self.batch_due.push_back((at, rk, epoch));
-            if let Some(w) = self.batch_waker.take() {
-                w.wake();
-            }
-        }
-        if let Some(messages) = out {
-            self.fanout(rk, event::batch(&messages));
-        }
-    }
-
-    /// A batch window of room `rk` ended.
-    pub fn on_batch_deadline(&mut self, rk: usize, epoch: u64, now: Instant) {
-        let Some(owner) = self.rooms.get_mut(rk).and_then(|r| r.owner.as_mut()) else {
-            return;
-        };
-        let step = owner.batcher.on_deadline(now, epoch);
-        self.apply_batch_step(rk, step);
-        self.rooms.remove_if_disposable(rk);
-        self.stats.rooms.store(self.rooms.len() as u64, RELAXED);
-    }
-
-    /// Queues `frame` to every member of room `rk`: local ones directly, other shards' through
-    /// their inboxes (one message per shard, whatever its member count).
-    fn fanout(&mut self, rk: usize, frame: Bytes) {
-        let room = self.rooms.get(rk).expect("room exists");
-        let name = room.name.clone();
-        for shard in 0..self.shards {
-            let has_members = self
-                .rooms
-                .get(rk)
-                .and_then(|r| r.owner.as_ref())
-                .is_some_and(|o| o.remote[shard] > 0);
-            if has_members {
-                self.send_to(
-                    shard,
-                    ShardMsg::Deliver {
-                        room: name.clone(),
-                        frame: frame.clone(),
-                    },
-                );
-            }
-        }
-        self.enqueue_to_members(rk, &frame);
-    }
-
-    /// Queues `frame` to this shard's members of room `rk`.
-    fn enqueue_to_members(&mut self, rk: usize, frame: &Bytes) {
-        let mut members = std::mem::take(&mut self.member_scratch);
-        members.clear();
-        if let Some(room) = self.rooms.get(rk) {
-            members.extend(room.members.iter().map(|(_, &k)| k));
-        }
-        for &key in &members {
-            self.enqueue(key, frame.clone());
-        }
-        self.member_scratch = members;
     }
 
     // ----- other shards ------------------------------------------------------------------
@@ -608,86 +515,135 @@ impl Shard {
         self.wake_flusher();
     }
 
-    /// A message from another shard (adoption and shutdown are handled by the shard's loop).
+    /// Delivers `msg` to shard `to`'s handler: a plain call when `to` is this shard.
+    pub fn route(&mut self, to: usize, msg: ShardMsg) {
+        if to == self.id {
+            self.on_shard_msg(msg);
+        } else {
+            self.send_to(to, msg);
+        }
+    }
+
+    /// Routes `msg` to the owner of room `room`.
+    pub fn route_room(&mut self, room: &str, msg: ShardMsg) {
+        self.route(owner_shard(room, self.shards), msg);
+    }
+
+    /// Routes `msg` to the owner of user `user_id`.
+    pub fn route_user(&mut self, user_id: &str, msg: ShardMsg) {
+        self.route(owner_shard(user_id, self.shards), msg);
+    }
+
+    /// A message for this shard's handlers, from another shard or routed here (adoption and
+    /// shutdown are handled by the shard's loop).
     pub fn on_shard_msg(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Join {
                 room,
                 conn,
+                user,
+                status,
+                password,
                 reference,
-            } => {
-                let rk = self.owned_room(&room);
-                let from = shard_of(conn.id);
-                let r = self.rooms.get_mut(rk).expect("just made");
-                let owner = r.owner.as_mut().expect("owned");
-                owner.remote[from] += 1;
-                let members = r.total_members();
-                let room = r.name.clone();
-                self.send_to(
-                    from,
-                    ShardMsg::Joined {
-                        room,
-                        conn,
-                        members,
-                        reference,
-                    },
-                );
-            }
+            } => self.owner_join(room, conn, user, status, password, reference),
             ShardMsg::Joined {
                 room,
                 conn,
-                members,
+                result,
                 reference,
-            } => {
-                let Some(c) = self.conns.get_mut(conn.key).filter(|c| c.id == conn.id) else {
-                    return; // Closed meanwhile; its leave already went to the owner.
-                };
-                let Some(pos) = c.pending_joins.iter().position(|r| *r == room) else {
-                    return; // Left before the owner answered; the leave is on its way.
-                };
-                c.pending_joins.swap_remove(pos);
-                let rk = self
-                    .rooms
-                    .get_or_insert_with(&room, |name| Room::new(name, None));
-                self.stats.rooms.store(self.rooms.len() as u64, RELAXED);
-                let slot = self
-                    .rooms
-                    .get_mut(rk)
-                    .expect("just made")
-                    .members
-                    .insert(conn.key);
-                self.conns[conn.key].rooms.push((rk, slot));
-                self.enqueue(conn.key, event::joined(&room, members));
-                self.ack(conn.key, reference.as_deref());
-            }
-            ShardMsg::Leave { room, shard } => {
-                let Some(rk) = self.rooms.key(&room) else {
-                    panic!("leave for unknown room {room} from shard {shard}");
-                };
-                let owner = self
-                    .rooms
-                    .get_mut(rk)
-                    .and_then(|r| r.owner.as_mut())
-                    .expect("leaves go to the owner");
-                assert!(owner.remote[shard] > 0, "more leaves than joins");
-                owner.remote[shard] -= 1;
-                self.rooms.remove_if_disposable(rk);
-                self.stats.rooms.store(self.rooms.len() as u64, RELAXED);
-            }
+            } => self.on_joined(room, conn, result, reference),
+            ShardMsg::Leave { room, conn_id } => self.owner_leave(&room, conn_id),
             ShardMsg::Publish {
                 room,
+                conn,
                 from,
                 content,
-            } => {
-                // The publisher's join reached us first (same inbox order), so the room exists.
-                let rk = self.rooms.key(&room).expect("publisher joined first");
-                self.publish(rk, from, &content);
-            }
+                reference,
+            } => self.owner_publish(&room, conn, &from, &content, reference),
             ShardMsg::Deliver { room, frame } => {
                 if let Some(rk) = self.rooms.key(&room) {
                     self.enqueue_to_members(rk, &frame);
                 }
             }
+            ShardMsg::ToConn { conn, frame } => self.to_conn(conn, frame),
+            ShardMsg::Create {
+                room,
+                settings,
+                by,
+                conn,
+                reference,
+            } => self.owner_create(room, settings, by, conn, reference),
+            ShardMsg::Query {
+                room,
+                conn,
+                query,
+                reference,
+            } => self.owner_query(&room, conn, query, reference),
+            ShardMsg::Read {
+                room,
+                conn,
+                user,
+                up_to,
+            } => self.owner_read(&room, conn, &user, up_to),
+            ShardMsg::Typing {
+                room,
+                conn,
+                user,
+                on,
+            } => self.owner_typing(&room, conn, &user, on),
+            ShardMsg::ListRooms {
+                from,
+                gather,
+                user_id,
+            } => self.list_owned_rooms(from, gather, user_id),
+            ShardMsg::RoomsPart {
+                gather,
+                entries,
+                truncated,
+            } => self.on_rooms_part(gather, entries, truncated),
+            ShardMsg::Attach { user, conn } => self.owner_attach(user, conn),
+            ShardMsg::UserStatus { user_id, status } => self.on_user_status(&user_id, status),
+            ShardMsg::Detach {
+                user_id,
+                shard,
+                was_idle,
+                rooms,
+            } => self.owner_detach(&user_id, shard, was_idle, rooms),
+            ShardMsg::Idle { user_id, idle } => self.owner_idle(&user_id, idle),
+            ShardMsg::SetStatus { user_id, status } => self.owner_set_status(&user_id, status),
+            ShardMsg::UserRoom {
+                user,
+                room,
+                present,
+            } => self.owner_user_room(&user, room, present),
+            ShardMsg::Presence {
+                user,
+                status,
+                last_seen,
+                rooms,
+            } => self.on_presence(&user, status, last_seen, &rooms),
+            ShardMsg::Direct {
+                id,
+                from,
+                to,
+                content,
+                conn,
+                reference,
+            } => self.owner_direct(id, &from, &to, &content, conn, reference),
+            ShardMsg::ToUser { user_id, frame } => self.to_local_user(&user_id, &frame),
+            ShardMsg::Notify {
+                user_id,
+                kind,
+                title,
+                body,
+            } => self.owner_notify(&user_id, kind, &title, &body),
+            ShardMsg::Notifications {
+                user_id,
+                conn,
+                op,
+                reference,
+            } => self.owner_notifications(&user_id, conn, op, reference),
+            ShardMsg::ApiPublish { room, content } => self.api_publish(room, &content),
             ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
                 unreachable!("handled by the shard loop")
             }

@@ -105,10 +105,15 @@ async fn inbox_loop(shard: ShardRef) {
         let mut handled = 0;
         while let Some(msg) = next.take() {
             match msg {
-                ShardMsg::Adopt { fd, key, leftover } => {
+                ShardMsg::Adopt {
+                    fd,
+                    key,
+                    leftover,
+                    user,
+                } => {
                     let stream = Stream::from_fd(fd);
                     let shard = shard.clone();
-                    runtime::spawn_detached(session::upgrade(shard, stream, key, leftover));
+                    runtime::spawn_detached(session::upgrade(shard, stream, key, leftover, user));
                 }
                 ShardMsg::Shutdown => {
                     let mut sh = shard.borrow_mut();

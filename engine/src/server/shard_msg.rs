@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::users::{Status, User};
+
 /// A connection on some shard: its slab key there and its global id (which names the shard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnRef {
@@ -15,17 +17,30 @@ pub struct ConnRef {
     pub id: u64,
 }
 
-/// Bits of a connection id that hold its shard (see [`connection_id`]).
-pub const SHARD_BITS: u32 = 8;
+pub use crate::runtime::{connection_id, shard_of};
 
-/// A globally unique connection id: a per-shard sequence with the shard in the low bits.
-pub fn connection_id(shard: usize, seq: u64) -> u64 {
-    (seq << SHARD_BITS) | shard as u64
+/// What a room owner answers to a query about the room.
+#[derive(Debug)]
+pub enum RoomQuery {
+    /// `message:history`
+    History { limit: usize, before: Option<u64> },
+    /// `presence:list`
+    Presence,
 }
 
-/// The shard a connection id belongs to.
-pub fn shard_of(id: u64) -> usize {
-    (id & ((1 << SHARD_BITS) - 1)) as usize
+/// Settings of `room:create`.
+#[derive(Debug)]
+pub struct CreateRoom {
+    pub description: Box<str>,
+    pub password: Option<Box<str>>,
+    pub max_users: Option<u32>,
+}
+
+/// What a user's owner does with their notifications.
+#[derive(Debug)]
+pub enum NotificationOp {
+    List,
+    Read(Vec<u64>),
 }
 
 #[derive(Debug)]
@@ -35,45 +50,136 @@ pub enum ShardMsg {
         fd: RawFd,
         key: String,
         leftover: Vec<u8>,
+        user: Option<Arc<User>>,
     },
     /// To a room's owner: a member on the sender's shard joins.
     Join {
         room: Arc<str>,
         conn: ConnRef,
+        user: Option<Arc<User>>,
+        status: Status,
+        password: Option<Box<str>>,
         reference: Option<Vec<u8>>,
     },
-    /// From a room's owner: the join took effect with `members` in the room.
+    /// From a room's owner: the join took effect (`room:joined` frame) or was refused (the
+    /// `error` frame).
     Joined {
         room: Arc<str>,
         conn: ConnRef,
-        members: u64,
+        result: Result<Bytes, Bytes>,
         reference: Option<Vec<u8>>,
     },
-    /// To a room's owner: one member on `shard` left (or its join was cancelled).
-    Leave { room: Arc<str>, shard: usize },
-    /// To a room's owner: publish `content` (raw JSON) from connection `from`.
+    /// To a room's owner: member connection `conn_id` left (or closed). Sent only for joins
+    /// the owner accepted.
+    Leave { room: Arc<str>, conn_id: u64 },
+    /// To a room's owner: publish `content` (raw JSON) from connection `conn` as `from`.
     Publish {
         room: Arc<str>,
-        from: u64,
+        conn: ConnRef,
+        from: Arc<User>,
         content: Vec<u8>,
+        reference: Option<Vec<u8>>,
     },
     /// From a room's owner: an encoded frame for this shard's members of `room`.
     Deliver { room: Arc<str>, frame: Bytes },
+    /// A frame for one connection (an answer from an owner); dropped if it closed.
+    ToConn { conn: ConnRef, frame: Bytes },
+    /// To a room's owner: `room:create`.
+    Create {
+        room: Arc<str>,
+        settings: CreateRoom,
+        by: Arc<User>,
+        conn: ConnRef,
+        reference: Option<Vec<u8>>,
+    },
+    /// To a room's owner: answer `query` to member connection `conn`.
+    Query {
+        room: Arc<str>,
+        conn: ConnRef,
+        query: RoomQuery,
+        reference: Option<Vec<u8>>,
+    },
+    /// To a room's owner: `user` read up to message `up_to`.
+    Read {
+        room: Arc<str>,
+        conn: ConnRef,
+        user: Arc<User>,
+        up_to: u64,
+    },
+    /// To a room's owner: `user` started (`on`) or stopped typing.
+    Typing {
+        room: Arc<str>,
+        conn: ConnRef,
+        user: Arc<User>,
+        on: bool,
+    },
+    /// To every shard: list your rooms for `room:list` gather `gather` of shard `from`.
+    ListRooms {
+        from: usize,
+        gather: usize,
+        user_id: Option<Arc<str>>,
+    },
+    /// A shard's part of a `room:list`: room entries (JSON objects).
+    RoomsPart {
+        gather: usize,
+        entries: Vec<Vec<u8>>,
+        truncated: bool,
+    },
+    /// To a user's owner: a connection of `user` opened on shard `conn`'s.
+    Attach { user: Arc<User>, conn: ConnRef },
+    /// From a user's owner: the user's status now (for the shard's cache).
+    UserStatus { user_id: Arc<str>, status: Status },
+    /// To a user's owner: a connection of theirs on `shard` closed; it was in `rooms`.
+    Detach {
+        user_id: Arc<str>,
+        shard: usize,
+        was_idle: bool,
+        rooms: Vec<Arc<str>>,
+    },
+    /// To a user's owner: one of their devices went idle (or active again).
+    Idle { user_id: Arc<str>, idle: bool },
+    /// To a user's owner: `presence:update`.
+    SetStatus { user_id: Arc<str>, status: Status },
+    /// From a room's owner to a user's owner: the user is now in (or out of) `room`.
+    UserRoom {
+        user: Arc<User>,
+        room: Arc<str>,
+        present: bool,
+    },
+    /// To every shard: `user`'s presence changed; tell their rooms' members on this shard.
+    Presence {
+        user: Arc<User>,
+        status: Status,
+        last_seen: u64,
+        rooms: Arc<[Arc<str>]>,
+    },
+    /// To the recipient's owner: `message:direct`.
+    Direct {
+        id: u64,
+        from: Arc<User>,
+        to: Box<str>,
+        content: Vec<u8>,
+        conn: ConnRef,
+        reference: Option<Vec<u8>>,
+    },
+    /// A frame for every connection of `user_id` on this shard.
+    ToUser { user_id: Arc<str>, frame: Bytes },
+    /// To a user's owner: a notification for them (kept even while they are offline).
+    Notify {
+        user_id: Box<str>,
+        kind: &'static str,
+        title: String,
+        body: String,
+    },
+    /// To a user's owner: list or mark their notifications, answering `conn`.
+    Notifications {
+        user_id: Arc<str>,
+        conn: ConnRef,
+        op: NotificationOp,
+        reference: Option<Vec<u8>>,
+    },
+    /// To a room's owner: `POST /api/publish`.
+    ApiPublish { room: Arc<str>, content: Vec<u8> },
     /// Stop: close every connection with 1001 and end the shard.
     Shutdown,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_name_their_shard() {
-        for shard in [0, 1, 7, 255] {
-            for seq in [0, 1, 1 << 40] {
-                assert_eq!(shard_of(connection_id(shard, seq)), shard);
-            }
-        }
-        assert_ne!(connection_id(1, 2), connection_id(2, 1));
-    }
 }

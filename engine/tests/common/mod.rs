@@ -15,12 +15,14 @@ use tungstenite::{Message, WebSocket};
 /// How long a test waits for an expected frame before failing.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A 2-shard server on a free port, unpinned so parallel test binaries share the CPUs.
+/// A 2-shard server on a free port, unpinned so parallel test binaries share the CPUs, with
+/// no rate limit (tests that measure it set one).
 pub fn server(tweak: impl FnOnce(&mut Config)) -> ServerHandle {
     let mut config = Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
         pin: false,
+        rate_limit: "off".into(),
         ..Config::default()
     };
     tweak(&mut config);

@@ -1,0 +1,157 @@
+//! The backend's HTTP API on the WebSocket port: `POST /api/notify {userId, title, body}` and
+//! `POST /api/publish {room, content}`, guarded by the `api-key` setting.
+//!
+//! Invariant: a request is acted on only with the right key and a body that is complete,
+//! within [`API_BODY_BYTES_MAX`] and valid; every other request gets a 4xx with a reason and
+//! changes nothing.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
+use crate::limits::{API_BODY_BYTES_MAX, NOTIFICATION_TEXT_BYTES_MAX, USER_ID_BYTES_MAX};
+use crate::protocol::handshake::{http_response, ApiEndpoint};
+use crate::protocol::message::valid_room_name;
+use crate::runtime::{sleep, Stream};
+
+/// An answer: status, reason phrase, JSON body.
+type Answer = (u16, &'static str, String);
+
+fn error(status: u16, reason: &'static str, code: &str, message: &str) -> Answer {
+    let body = serde_json::json!({"error": code, "message": message}).to_string();
+    (status, reason, body)
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a key matched.
+fn same_key(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn read_body(stream: &mut Stream, mut body: Vec<u8>, len: usize) -> Option<Vec<u8>> {
+    assert!(len <= API_BODY_BYTES_MAX, "checked with the head");
+    body.resize(len.max(body.len()), 0);
+    let mut have = body.len().min(len);
+    if body.len() > len {
+        body.truncate(len);
+    }
+    while have < len {
+        match stream.read(&mut body[have..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => have += n,
+        }
+    }
+    Some(body)
+}
+
+/// Serves one API request; `leftover` holds the body bytes read with the head.
+pub async fn serve(
+    shard: Rc<RefCell<Shard>>,
+    mut stream: Stream,
+    endpoint: ApiEndpoint,
+    api_key: Option<String>,
+    content_length: usize,
+    leftover: Vec<u8>,
+) {
+    let (expected, timeout) = {
+        let sh = shard.borrow();
+        (sh.config.api_key.clone(), sh.config.handshake_timeout())
+    };
+    let answer = match (&expected, &api_key) {
+        (None, _) => error(404, "Not Found", "api_disabled", "no api-key is set"),
+        (Some(e), Some(k)) if same_key(k, e) => {
+            let body = futures_lite::future::or(
+                read_body(&mut stream, leftover, content_length),
+                async {
+                    sleep(timeout).await;
+                    None
+                },
+            )
+            .await;
+            match body {
+                None => return, // Gone or too slow: nobody to answer.
+                Some(body) => act(&mut shard.borrow_mut(), endpoint, &body),
+            }
+        }
+        _ => error(401, "Unauthorized", "unauthorized", "missing or wrong API key"),
+    };
+    let (status, reason, body) = answer;
+    let extra = if status == 401 {
+        "WWW-Authenticate: Bearer\r\n"
+    } else {
+        ""
+    };
+    let response = http_response(status, reason, extra, "application/json", body.as_bytes());
+    let _ = stream.write_all(&response).await;
+    stream.shutdown_write();
+}
+
+fn act(sh: &mut Shard, endpoint: ApiEndpoint, body: &[u8]) -> Answer {
+    let bad = |message: &str| error(400, "Bad Request", "bad_request", message);
+    let Ok(serde_json::Value::Object(v)) = serde_json::from_slice(body) else {
+        return bad("the body must be a JSON object");
+    };
+    let text = |field: &str, max: usize| {
+        v.get(field)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty() && s.len() <= max)
+    };
+    match endpoint {
+        ApiEndpoint::Notify => {
+            let Some(user_id) = text("userId", USER_ID_BYTES_MAX) else {
+                return bad("userId: a string of 1 to 128 bytes");
+            };
+            let (Some(title), Some(body)) = (
+                text("title", NOTIFICATION_TEXT_BYTES_MAX),
+                text("body", NOTIFICATION_TEXT_BYTES_MAX),
+            ) else {
+                return bad("title and body: strings of 1 to 1024 bytes");
+            };
+            let msg = ShardMsg::Notify {
+                user_id: user_id.into(),
+                kind: "system",
+                title: title.into(),
+                body: body.into(),
+            };
+            sh.route_user(user_id, msg);
+        }
+        ApiEndpoint::Publish => {
+            let Some(room) = v.get("room").and_then(|r| r.as_str()).filter(|r| valid_room_name(r))
+            else {
+                return bad("room: a valid room name");
+            };
+            let Some(content) = v.get("content") else {
+                return bad("content: any JSON value");
+            };
+            let content = serde_json::to_vec(content).expect("a Value encodes");
+            if content.len() > sh.config.max_content_bytes {
+                return error(
+                    413,
+                    "Content Too Large",
+                    "content_too_large",
+                    &format!("content is at most {} bytes", sh.config.max_content_bytes),
+                );
+            }
+            let room: Arc<str> = Arc::from(room);
+            sh.route_room(&room.clone(), ShardMsg::ApiPublish { room, content });
+        }
+    }
+    sh.stats
+        .api_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (202, "Accepted", r#"{"accepted":true}"#.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_exactly() {
+        assert!(same_key("abcdef0123456789", "abcdef0123456789"));
+        assert!(!same_key("abcdef0123456789", "abcdef0123456780"));
+        assert!(!same_key("abc", "abcdef0123456789"));
+    }
+}

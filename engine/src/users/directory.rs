@@ -1,0 +1,243 @@
+//! The users a shard owns: each user's connections per shard, idle devices, chosen and
+//! effective status, the rooms they are in, and their notifications.
+//!
+//! Invariants: a record's `total` is the sum of `per_shard`; `idle <= total`; the effective
+//! status is `Offline` exactly when `total == 0`, and `Away` when every device is idle and
+//! the user chose `Online`. A change of effective status is reported exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::{Notifications, Status, User};
+
+#[derive(Debug)]
+pub struct UserRecord {
+    pub user: Arc<User>,
+    per_shard: HashMap<usize, u32>,
+    total: u32,
+    idle: u32,
+    chosen: Status,
+    pub last_seen: u64,
+    /// Rooms the user is in, as their owners report them.
+    pub rooms: HashSet<Arc<str>>,
+    pub notifications: Notifications,
+}
+
+impl UserRecord {
+    fn new(user: Arc<User>, now_ms: u64) -> Self {
+        Self {
+            user,
+            per_shard: HashMap::new(),
+            total: 0,
+            idle: 0,
+            chosen: Status::Online,
+            last_seen: now_ms,
+            rooms: HashSet::new(),
+            notifications: Notifications::default(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        if self.total == 0 {
+            Status::Offline
+        } else if self.chosen == Status::Online && self.idle == self.total {
+            Status::Away
+        } else {
+            self.chosen
+        }
+    }
+
+    /// Shards holding at least one of the user's connections.
+    pub fn shards(&self) -> impl Iterator<Item = usize> + '_ {
+        self.per_shard
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(&s, _)| s)
+    }
+
+    pub fn connections(&self) -> u32 {
+        self.total
+    }
+}
+
+/// The user's effective status changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub status: Status,
+    pub last_seen: u64,
+}
+
+/// The directory is full: no record for a new user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryFull {
+    pub max: usize,
+}
+
+#[derive(Debug)]
+pub struct Directory {
+    records: HashMap<Arc<str>, UserRecord>,
+    max: usize,
+}
+
+impl Directory {
+    pub fn new(max: usize) -> Self {
+        Self {
+            records: HashMap::new(),
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Forgets user `id` (an offline record evicted to keep the bound).
+    pub fn remove(&mut self, id: &str) {
+        self.records.remove(id);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&UserRecord> {
+        self.records.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut UserRecord> {
+        self.records.get_mut(id)
+    }
+
+    /// The record of `user`, made (offline) if there is none.
+    pub fn get_or_create(
+        &mut self,
+        user: &Arc<User>,
+        now_ms: u64,
+    ) -> Result<&mut UserRecord, DirectoryFull> {
+        if !self.records.contains_key(&*user.id) && self.records.len() >= self.max {
+            return Err(DirectoryFull { max: self.max });
+        }
+        Ok(self
+            .records
+            .entry(Arc::from(&*user.id))
+            .or_insert_with(|| UserRecord::new(user.clone(), now_ms)))
+    }
+
+    fn change(
+        &mut self,
+        id: &str,
+        now_ms: u64,
+        f: impl FnOnce(&mut UserRecord),
+    ) -> Option<PresenceChange> {
+        let r = self.records.get_mut(id)?;
+        let before = r.status();
+        f(r);
+        let after = r.status();
+        if before == after {
+            return None;
+        }
+        r.last_seen = now_ms;
+        Some(PresenceChange {
+            status: after,
+            last_seen: now_ms,
+        })
+    }
+
+    /// A connection of `user` opened on `shard` (its name replaces the one on record).
+    pub fn attach(
+        &mut self,
+        user: &Arc<User>,
+        shard: usize,
+        now_ms: u64,
+    ) -> Option<PresenceChange> {
+        // Records of connected users are bounded by the connections; no limit applies here.
+        self.records
+            .entry(Arc::from(&*user.id))
+            .or_insert_with(|| UserRecord::new(user.clone(), now_ms))
+            .user = user.clone();
+        self.change(&user.id, now_ms, |r| {
+            if r.total == 0 {
+                r.chosen = Status::Online;
+            }
+            *r.per_shard.entry(shard).or_insert(0) += 1;
+            r.total += 1;
+        })
+    }
+
+    /// A connection of user `id` on `shard` closed (`was_idle`: it had been reported idle).
+    pub fn detach(
+        &mut self,
+        id: &str,
+        shard: usize,
+        was_idle: bool,
+        now_ms: u64,
+    ) -> Option<PresenceChange> {
+        self.change(id, now_ms, |r| {
+            let n = r.per_shard.get_mut(&shard).expect("attached on that shard");
+            assert!(*n > 0, "more detaches than attaches");
+            *n -= 1;
+            if *n == 0 {
+                r.per_shard.remove(&shard);
+            }
+            r.total -= 1;
+            if was_idle {
+                r.idle -= 1;
+            }
+        })
+    }
+
+    /// One of the user's devices became idle (or active again).
+    pub fn set_idle(&mut self, id: &str, idle: bool, now_ms: u64) -> Option<PresenceChange> {
+        self.change(id, now_ms, |r| {
+            if idle {
+                r.idle += 1;
+                assert!(r.idle <= r.total, "more idle devices than devices");
+            } else {
+                r.idle -= 1;
+            }
+        })
+    }
+
+    /// The user chose a status (online, away, dnd).
+    pub fn set_status(&mut self, id: &str, status: Status, now_ms: u64) -> Option<PresenceChange> {
+        assert_ne!(status, Status::Offline, "offline is not chosen");
+        self.change(id, now_ms, |r| r.chosen = status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_devices_idleness_and_choice() {
+        let mut d = Directory::new(10);
+        let alice = User::new("a", "alice");
+        let ch = d.attach(&alice, 0, 1).unwrap();
+        assert_eq!(ch.status, Status::Online);
+        assert_eq!(d.attach(&alice, 1, 2), None);
+        assert_eq!(d.set_idle("a", true, 3), None);
+        assert_eq!(d.set_idle("a", true, 4).unwrap().status, Status::Away);
+        assert_eq!(d.set_idle("a", false, 5).unwrap().status, Status::Online);
+        assert_eq!(d.set_status("a", Status::Dnd, 6).unwrap().status, Status::Dnd);
+        assert_eq!(d.detach("a", 0, true, 7), None);
+        let off = d.detach("a", 1, false, 8).unwrap();
+        assert_eq!(off, PresenceChange { status: Status::Offline, last_seen: 8 });
+        // Back again: online, whatever was chosen before.
+        assert_eq!(d.attach(&alice, 1, 9).unwrap().status, Status::Online);
+        assert_eq!(d.get("a").unwrap().shards().collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn records_beyond_the_bound_are_refused_but_connected_users_attach() {
+        let mut d = Directory::new(1);
+        d.attach(&User::new("a", "a"), 0, 0);
+        assert_eq!(
+            d.get_or_create(&User::new("b", "b"), 0).unwrap_err(),
+            DirectoryFull { max: 1 }
+        );
+        assert!(d.get_or_create(&User::new("a", "a"), 0).is_ok());
+        d.attach(&User::new("c", "c"), 0, 0);
+        assert_eq!(d.len(), 2);
+    }
+}
