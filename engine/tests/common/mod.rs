@@ -111,6 +111,62 @@ impl Client {
         }
     }
 
+    /// `auth:login` as `name`; returns `auth:success`.
+    pub fn login(&mut self, name: &str) -> Value {
+        self.send(json!({"type": "auth:login", "username": name}));
+        let v = self.recv_type_or_error("auth:success");
+        assert_eq!(v["type"], "auth:success", "{v}");
+        v
+    }
+
+    /// Connects to `/ws/room/{home}` (so it lands on `home`'s shard) and logs in as `name`.
+    pub fn user(addr: SocketAddr, home: &str, name: &str) -> Client {
+        let mut c = Client::connect(addr, &format!("/ws/room/{home}"));
+        c.login(name);
+        c
+    }
+
+    /// Events until one of `kind` or an error (`error`, `auth:error`), returned.
+    pub fn recv_type_or_error(&mut self, kind: &str) -> Value {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "no {kind} in time");
+            let v = self.recv();
+            if v["type"] == kind || v["type"] == "error" || v["type"] == "auth:error" {
+                return v;
+            }
+        }
+    }
+
+    /// Sends `msg` with a `ref` and returns the `error` that answers it.
+    pub fn expect_error(&mut self, mut msg: Value, code: &str) -> Value {
+        msg["ref"] = json!("e1");
+        self.send(msg);
+        let v = self.recv_type("error");
+        assert_eq!(v["code"], code, "{v}");
+        assert_eq!(v["ref"], "e1");
+        v
+    }
+
+    /// Nothing but pings arrives for `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        assert!(self.pending.is_empty(), "pending: {:?}", self.pending);
+        if let MaybeTlsStream::Plain(s) = self.ws.get_ref() {
+            s.set_read_timeout(Some(wait)).unwrap();
+        }
+        let got = self.ws.read();
+        if let MaybeTlsStream::Plain(s) = self.ws.get_ref() {
+            s.set_read_timeout(Some(RECV_TIMEOUT)).unwrap();
+        }
+        match got {
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
+            Ok(m) => panic!("expected silence, got {m:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("expected silence, got {e}"),
+        }
+    }
+
     pub fn join(&mut self, room: &str) -> Value {
         self.send(json!({"type": "room:join", "room": room}));
         self.recv_type("room:joined")
