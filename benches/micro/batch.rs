@@ -11,13 +11,29 @@ fn bench(c: &mut Criterion) {
     g.bench_function("encode_10_and_frame", |b| {
         b.iter(|| {
             let msgs: Vec<Vec<u8>> = (0..10)
-                .map(|i| message_new("general", i, 7, br#""Hello everyone!""#, 1_795_000_000_000))
+                .map(|i| {
+                    message_new(
+                        "general",
+                        i,
+                        br#"{"userId":"u7","username":"alice"}"#,
+                        br#""Hello everyone!""#,
+                        1_795_000_000_000,
+                    )
+                })
                 .collect();
             black_box(batch(&msgs))
         })
     });
     let msgs: Vec<Vec<u8>> = (0..10)
-        .map(|i| message_new("general", i, 7, br#""Hello everyone!""#, 1_795_000_000_000))
+        .map(|i| {
+            message_new(
+                "general",
+                i,
+                br#"{"userId":"u7","username":"alice"}"#,
+                br#""Hello everyone!""#,
+                1_795_000_000_000,
+            )
+        })
         .collect();
     g.bench_function("frame_10_encoded", |b| {
         b.iter(|| black_box(batch(black_box(&msgs))))

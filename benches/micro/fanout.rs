@@ -10,7 +10,13 @@ use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout_enqueue");
-    let frame: Bytes = text_frame(&message_new("general", 42, 7, br#""Hello everyone!""#, 1));
+    let frame: Bytes = text_frame(&message_new(
+        "general",
+        42,
+        br#"{"userId":"u7","username":"alice"}"#,
+        br#""Hello everyone!""#,
+        1,
+    ));
     for members in [1usize, 100, 10_000] {
         let mut queues: Vec<SendQueue> = (0..members).map(|_| SendQueue::new(1 << 30)).collect();
         g.throughput(Throughput::Elements(members as u64));

@@ -33,7 +33,10 @@ fn login_makes_one_user_of_every_device() {
     // Refusals are auth:error and the connection stays usable.
     a.send(json!({"type":"auth:login","username":"bob","ref":1}));
     let e = a.recv_type("auth:error");
-    assert_eq!((e["code"].as_str(), e["ref"].as_u64()), (Some("already_authenticated"), Some(1)));
+    assert_eq!(
+        (e["code"].as_str(), e["ref"].as_u64()),
+        (Some("already_authenticated"), Some(1))
+    );
     let mut c = Client::connect(addr, "/ws");
     c.send(json!({"type":"auth:login","username":"no spaces"}));
     assert_eq!(c.recv_type("auth:error")["code"], "invalid_username");
@@ -44,7 +47,10 @@ fn login_makes_one_user_of_every_device() {
     c.join(&room);
     a.send(json!({"type":"message:send","room":room,"content":"hi"}));
     let m = c.recv_type("message:new");
-    assert_eq!(m["from"], json!({"userId": sa["userId"], "username": "alice"}));
+    assert_eq!(
+        m["from"],
+        json!({"userId": sa["userId"], "username": "alice"})
+    );
     srv.shutdown().unwrap();
 }
 
@@ -67,8 +73,10 @@ fn create_list_password_and_capacity() {
     let secret = room_on(1, 2, "secret");
     let small = room_on(0, 2, "small");
 
-    alice.send(json!({"type":"room:create","room":secret,"description":"dev talk",
-                      "password":"pw","ref":"c1"}));
+    alice.send(
+        json!({"type":"room:create","room":secret,"description":"dev talk",
+                      "password":"pw","ref":"c1"}),
+    );
     let created = alice.recv_type("room:created");
     assert_eq!(created["room"], secret.as_str());
     assert_eq!(created["description"], "dev talk");
@@ -101,11 +109,18 @@ fn create_list_password_and_capacity() {
     let find = |name: &str| rooms.iter().find(|r| r["room"] == name).cloned().unwrap();
     let s = find(&secret);
     assert_eq!(
-        (s["hasPassword"].as_bool(), s["members"].as_u64(), s["description"].as_str()),
+        (
+            s["hasPassword"].as_bool(),
+            s["members"].as_u64(),
+            s["description"].as_str()
+        ),
         (Some(true), Some(1), Some("dev talk"))
     );
     let m = find(&small);
-    assert_eq!((m["maxUsers"].as_u64(), m["members"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (m["maxUsers"].as_u64(), m["members"].as_u64()),
+        (Some(1), Some(2))
+    );
     srv.shutdown().unwrap();
 }
 
@@ -130,7 +145,10 @@ fn presence_in_the_room_recent_messages_and_arrivals_across_shards() {
     assert_eq!(recent[0]["content"], "m10");
     assert_eq!(recent[49]["content"], "m59");
     let arrived = alice.recv_type("room:user_joined");
-    assert_eq!((arrived["room"].as_str(), arrived["username"].as_str()), (Some(&*room), Some("bob")));
+    assert_eq!(
+        (arrived["room"].as_str(), arrived["username"].as_str()),
+        (Some(&*room), Some("bob"))
+    );
 
     // A second device of bob's joining is not a new arrival; bob leaves when both are gone.
     let mut bob2 = Client::user(addr, &room_on(1, 2, "h3"), "bob");
@@ -198,7 +216,12 @@ fn history_pages_back_by_id() {
     let page = a.recv_type("message:history");
     assert_eq!(page["ref"], "h");
     let ids = |p: &Value| -> Vec<u64> {
-        p["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect()
+        p["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect()
     };
     assert_eq!(ids(&page), (91..=130).collect::<Vec<_>>());
     assert_eq!(page["hasMore"], true);
@@ -207,7 +230,10 @@ fn history_pages_back_by_id() {
     // 100 kept: ids 31..=130.
     assert_eq!(ids(&older), (31..=90).collect::<Vec<_>>());
     assert_eq!(older["hasMore"], false);
-    a.expect_error(json!({"type":"message:history","room":room,"limit":500}), "invalid_field");
+    a.expect_error(
+        json!({"type":"message:history","room":room,"limit":500}),
+        "invalid_field",
+    );
     let mut outsider = Client::user(addr, &room_on(1, 2, "h"), "o");
     outsider.expect_error(json!({"type":"message:history","room":room}), "not_in_room");
     srv.shutdown().unwrap();
@@ -232,8 +258,12 @@ fn read_receipts_set_unread_counts() {
     let unread = |c: &mut Client| {
         c.send(json!({"type":"room:list"}));
         let list = c.recv_type("room:list");
-        list["rooms"].as_array().unwrap().iter().find(|r| r["room"] == room.as_str()).unwrap()
-            ["unread"]
+        list["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["room"] == room.as_str())
+            .unwrap()["unread"]
             .as_u64()
             .unwrap()
     };
@@ -262,18 +292,28 @@ fn typing_is_shown_and_expires() {
     assert_eq!(names(&t["users"]), ["alice"]);
     // Stop, then start again and let it expire (3 s).
     a.send(json!({"type":"typing:stop","room":room}));
-    assert_eq!(names(&b.recv_type("typing:update")["users"]), Vec::<String>::new());
+    assert_eq!(
+        names(&b.recv_type("typing:update")["users"]),
+        Vec::<String>::new()
+    );
     a.send(json!({"type":"typing:start","room":room}));
     assert_eq!(names(&b.recv_type("typing:update")["users"]), ["alice"]);
     let started = std::time::Instant::now();
     let expired = b.recv_type("typing:update");
     assert_eq!(names(&expired["users"]), Vec::<String>::new());
-    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
     // Sending a message also ends typing.
     a.send(json!({"type":"typing:start","room":room}));
     b.recv_type("typing:update");
     a.send(json!({"type":"message:send","room":room,"content":"done"}));
-    assert_eq!(names(&b.recv_type("typing:update")["users"]), Vec::<String>::new());
+    assert_eq!(
+        names(&b.recv_type("typing:update")["users"]),
+        Vec::<String>::new()
+    );
     // Guests cannot type.
     let mut g = Client::connect(addr, "/ws");
     g.join(&room);

@@ -103,7 +103,14 @@ pub fn joined<'a>(
 /// `room:user_joined {room, userId, username}` or `room:user_left {...}`.
 pub fn user_moved(joined: bool, room: &str, user_json: &[u8]) -> Bytes {
     frame(|o| {
-        open(o, if joined { "room:user_joined" } else { "room:user_left" });
+        open(
+            o,
+            if joined {
+                "room:user_joined"
+            } else {
+                "room:user_left"
+            },
+        );
         push_room(o, room);
         push_user_fields(o, user_json);
         o.push(b'}');
@@ -429,7 +436,13 @@ mod tests {
         let alice = br#"{"userId":"u1","username":"alice"}"#;
         let m = message_new("a", 1, alice, b"\"hi\"", 5);
         assert_eq!(
-            payload(&joined("a", 3, [&alice[..]].into_iter(), 2, [&m[..]].into_iter())),
+            payload(&joined(
+                "a",
+                3,
+                [&alice[..]].into_iter(),
+                2,
+                [&m[..]].into_iter()
+            )),
             json!({"type":"room:joined","room":"a","members":3,
                    "users":[{"userId":"u1","username":"alice"}],"more":2,
                    "messages":[{"type":"message:new","room":"a","id":1,
@@ -455,7 +468,9 @@ mod tests {
                 {"room":"a","description":"d","members":2,"hasPassword":true,"maxUsers":null,"unread":4}]})
         );
         assert_eq!(
-            payload(&notification_new(br#"{"id":1,"kind":"direct","title":"t","body":"b","ts":3}"#)),
+            payload(&notification_new(
+                br#"{"id":1,"kind":"direct","title":"t","body":"b","ts":3}"#
+            )),
             json!({"type":"notification:new","id":1,"kind":"direct","title":"t","body":"b","ts":3})
         );
         assert_eq!(

@@ -381,7 +381,8 @@ mod tests {
 
     #[test]
     fn api_routes() {
-        let r = "POST /api/publish HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\nContent-Length: 12\r\n\r\n";
+        let r =
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\nContent-Length: 12\r\n\r\n";
         let p = parse_request(r.as_bytes()).unwrap().unwrap();
         assert_eq!(
             p.route,
@@ -392,7 +393,10 @@ mod tests {
             }
         );
         let no_len = "POST /api/notify HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(parse_request(no_len.as_bytes()).unwrap_err().status().0, 411);
+        assert_eq!(
+            parse_request(no_len.as_bytes()).unwrap_err().status().0,
+            411
+        );
         let big = "POST /api/notify HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
         assert_eq!(parse_request(big.as_bytes()).unwrap_err().status().0, 413);
         let get = "GET /api/notify HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -8,8 +8,9 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
 use crate::limits::{
-    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, NOTIFICATION_IDS_MAX, REF_BYTES_MAX, ROOM_DESCRIPTION_BYTES_MAX,
-    ROOM_MEMBERS_MAX, ROOM_NAME_BYTES_MAX, ROOM_PASSWORD_BYTES_MAX, USER_ID_BYTES_MAX,
+    HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, NOTIFICATION_IDS_MAX, REF_BYTES_MAX,
+    ROOM_DESCRIPTION_BYTES_MAX, ROOM_MEMBERS_MAX, ROOM_NAME_BYTES_MAX, ROOM_PASSWORD_BYTES_MAX,
+    USER_ID_BYTES_MAX,
 };
 
 /// A room name: 1 to [`ROOM_NAME_BYTES_MAX`] bytes of ASCII letters, digits, `-`, `_`, `.`, `:`.
@@ -62,10 +63,7 @@ pub enum ClientMessage<'v> {
     /// `presence:list {room}`
     PresenceList { room: &'v str },
     /// `message:direct {to, content}`
-    Direct {
-        to: &'v str,
-        content: &'v Value<'v>,
-    },
+    Direct { to: &'v str, content: &'v Value<'v> },
     /// `notification:list`
     NotificationList,
     /// `notification:read {ids}`
@@ -283,7 +281,8 @@ pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
                 Ok(ClientMessage::Create {
                     room,
                     description: opt_str("description", ROOM_DESCRIPTION_BYTES_MAX)?,
-                    password: opt_str("password", ROOM_PASSWORD_BYTES_MAX)?.filter(|p| !p.is_empty()),
+                    password: opt_str("password", ROOM_PASSWORD_BYTES_MAX)?
+                        .filter(|p| !p.is_empty()),
                     max_users,
                 })
             }
@@ -332,7 +331,8 @@ pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
                 on: false,
             }),
             "presence:update" => {
-                let status = opt_str("status", 16)?.ok_or(AppError::MissingField { field: "status" })?;
+                let status =
+                    opt_str("status", 16)?.ok_or(AppError::MissingField { field: "status" })?;
                 if !matches!(status, "online" | "away" | "dnd") {
                     return Err(AppError::InvalidField {
                         field: "status",
@@ -343,7 +343,8 @@ pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
             }
             "presence:list" => Ok(ClientMessage::PresenceList { room: room()? }),
             "message:direct" => {
-                let to = opt_str("to", USER_ID_BYTES_MAX)?.ok_or(AppError::MissingField { field: "to" })?;
+                let to = opt_str("to", USER_ID_BYTES_MAX)?
+                    .ok_or(AppError::MissingField { field: "to" })?;
                 Ok(ClientMessage::Direct {
                     to,
                     content: content()?,

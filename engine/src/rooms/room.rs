@@ -105,8 +105,7 @@ impl Ownership {
             self.guests += 1;
             return false;
         };
-        if self.read_marks.len() < ROOM_READ_MARKS_MAX || self.read_marks.contains_key(&*user.id)
-        {
+        if self.read_marks.len() < ROOM_READ_MARKS_MAX || self.read_marks.contains_key(&*user.id) {
             let last = self.next_id - 1;
             self.read_marks.entry(Arc::from(&*user.id)).or_insert(last);
         }

@@ -62,20 +62,23 @@ pub async fn serve(
     let answer = match (&expected, &api_key) {
         (None, _) => error(404, "Not Found", "api_disabled", "no api-key is set"),
         (Some(e), Some(k)) if same_key(k, e) => {
-            let body = futures_lite::future::or(
-                read_body(&mut stream, leftover, content_length),
-                async {
+            let body =
+                futures_lite::future::or(read_body(&mut stream, leftover, content_length), async {
                     sleep(timeout).await;
                     None
-                },
-            )
-            .await;
+                })
+                .await;
             match body {
                 None => return, // Gone or too slow: nobody to answer.
                 Some(body) => act(&mut shard.borrow_mut(), endpoint, &body),
             }
         }
-        _ => error(401, "Unauthorized", "unauthorized", "missing or wrong API key"),
+        _ => error(
+            401,
+            "Unauthorized",
+            "unauthorized",
+            "missing or wrong API key",
+        ),
     };
     let (status, reason, body) = answer;
     let extra = if status == 401 {
@@ -118,7 +121,10 @@ fn act(sh: &mut Shard, endpoint: ApiEndpoint, body: &[u8]) -> Answer {
             sh.route_user(user_id, msg);
         }
         ApiEndpoint::Publish => {
-            let Some(room) = v.get("room").and_then(|r| r.as_str()).filter(|r| valid_room_name(r))
+            let Some(room) = v
+                .get("room")
+                .and_then(|r| r.as_str())
+                .filter(|r| valid_room_name(r))
             else {
                 return bad("room: a valid room name");
             };

@@ -87,7 +87,9 @@ impl Conn {
 
     /// The name this connection speaks under: its user, or a guest identity made once.
     pub fn speaker(&mut self) -> Arc<User> {
-        self.user.get_or_insert_with(|| User::guest(self.id)).clone()
+        self.user
+            .get_or_insert_with(|| User::guest(self.id))
+            .clone()
     }
 
     pub fn in_room_count(&self) -> usize {

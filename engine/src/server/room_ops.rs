@@ -16,9 +16,9 @@ use bytes::Bytes;
 use super::shard::{unix_ms, Shard};
 use super::shard_msg::{shard_of, ConnRef, CreateRoom, RoomQuery, ShardMsg};
 use crate::limits::{
-    JOIN_RECENT_MESSAGES, MENTIONS_PER_MESSAGE_MAX, ROOMS_PER_CONNECTION_MAX,
-    ROOMS_PER_SHARD_MAX, ROOM_LIST_GATHERS_MAX, ROOM_LIST_MAX, ROOM_MEMBERS_MAX,
-    ROOM_USERS_LISTED_MAX, TYPING_TTL, TYPING_USERS_SHOWN_MAX,
+    JOIN_RECENT_MESSAGES, MENTIONS_PER_MESSAGE_MAX, ROOMS_PER_CONNECTION_MAX, ROOMS_PER_SHARD_MAX,
+    ROOM_LIST_GATHERS_MAX, ROOM_LIST_MAX, ROOM_MEMBERS_MAX, ROOM_USERS_LISTED_MAX, TYPING_TTL,
+    TYPING_USERS_SHOWN_MAX,
 };
 use crate::protocol::event;
 use crate::protocol::message::AppError;
@@ -264,7 +264,13 @@ impl Shard {
         let name = room.name.clone();
         self.rooms.remove_if_disposable(rk);
         self.count_rooms();
-        self.route_room(&name.clone(), ShardMsg::Leave { room: name, conn_id });
+        self.route_room(
+            &name.clone(),
+            ShardMsg::Leave {
+                room: name,
+                conn_id,
+            },
+        );
     }
 
     /// Leaves every joined and pending room (close, disconnect).
@@ -411,7 +417,7 @@ impl Shard {
 
     fn refuse(&mut self, conn: ConnRef, err: AppError, reference: Option<&[u8]>) {
         let frame = self.error_frame(&err, reference);
-        self.to_conn(conn, frame);
+        self.deliver_to_conn(conn, frame);
     }
 
     pub(super) fn owner_join(
@@ -488,9 +494,7 @@ impl Shard {
             users.push(entry);
         }
         let more = o.users.len() - users.len();
-        let recent = o
-            .history
-            .recent(JOIN_RECENT_MESSAGES, o.batcher.held_len());
+        let recent = o.history.recent(JOIN_RECENT_MESSAGES, o.batcher.held_len());
         Ok(event::joined(
             &room.name,
             o.members.len() as u64,
@@ -545,7 +549,7 @@ impl Shard {
         };
         let id = self.publish(rk, from, content);
         if reference.is_some() {
-            self.to_conn(conn, event::ack_id(reference.as_deref(), id));
+            self.deliver_to_conn(conn, event::ack_id(reference.as_deref(), id));
         }
         if self.rooms.get(rk).is_none() {
             return; // The fan-out's slow-consumer cuts emptied and dropped the room.
@@ -696,7 +700,9 @@ impl Shard {
         reference: Option<Vec<u8>>,
     ) {
         if self.rooms.key(&room).is_some() {
-            let err = AppError::RoomExists { room: room.to_string() };
+            let err = AppError::RoomExists {
+                room: room.to_string(),
+            };
             return self.refuse(conn, err, reference.as_deref());
         }
         let rk = match self.owned_room(&room) {
@@ -719,7 +725,7 @@ impl Shard {
             max_users: settings.max_users,
             created_by: Some(by),
         };
-        self.to_conn(conn, frame);
+        self.deliver_to_conn(conn, frame);
     }
 
     pub(super) fn owner_query(
@@ -733,7 +739,11 @@ impl Shard {
             let err = AppError::NotInRoom { room: room.into() };
             return self.refuse(conn, err, reference.as_deref());
         };
-        let o = self.rooms.get(rk).and_then(|r| r.owner.as_ref()).expect("owned");
+        let o = self
+            .rooms
+            .get(rk)
+            .and_then(|r| r.owner.as_ref())
+            .expect("owned");
         let frame = match query {
             RoomQuery::History { limit, before } => {
                 let (page, has_more) = o.history.page(limit, before);
@@ -743,7 +753,12 @@ impl Shard {
                 let mut users = Vec::new();
                 for u in o.users.values().take(ROOM_USERS_LISTED_MAX) {
                     let mut entry = Vec::new();
-                    event::presence_entry(&mut entry, u.user.json(), u.status.as_str(), u.last_seen);
+                    event::presence_entry(
+                        &mut entry,
+                        u.user.json(),
+                        u.status.as_str(),
+                        u.last_seen,
+                    );
                     users.push(entry);
                 }
                 let more = o.users.len() - users.len();
@@ -755,7 +770,7 @@ impl Shard {
                 )
             }
         };
-        self.to_conn(conn, frame);
+        self.deliver_to_conn(conn, frame);
     }
 
     /// The user's room entry, if they are present.
@@ -830,7 +845,12 @@ impl Shard {
     }
 
     /// This shard's part of a `room:list`: the rooms it owns.
-    pub(super) fn list_owned_rooms(&mut self, from: usize, gather: usize, user_id: Option<Arc<str>>) {
+    pub(super) fn list_owned_rooms(
+        &mut self,
+        from: usize,
+        gather: usize,
+        user_id: Option<Arc<str>>,
+    ) {
         let mut entries = Vec::new();
         let mut truncated = false;
         for room in self.rooms.iter() {
@@ -880,7 +900,7 @@ impl Shard {
             g.truncated,
             g.reference.as_deref(),
         );
-        self.to_conn(g.conn, frame);
+        self.deliver_to_conn(g.conn, frame);
     }
 
     /// `POST /api/publish`: a message from the `system` user.

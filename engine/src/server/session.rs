@@ -22,9 +22,9 @@ use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
 use crate::protocol::handshake::{
     accept_response, http_response, parse_request, HandshakeError, Route,
 };
-use crate::users::{verify_token, User};
 use crate::protocol::{Assembler, Incoming};
 use crate::runtime::{self, owner_shard, sleep, Stream};
+use crate::users::{verify_token, User};
 
 use super::connection::Phase;
 
@@ -121,7 +121,8 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             api::serve(shard, stream, endpoint, api_key, content_length, leftover).await;
         }
         Route::WebSocket { key, room, token } => {
-            let user = match authenticate(&shard.borrow(), token.as_deref()) {
+            let auth = authenticate(&shard.borrow(), token.as_deref());
+            let user = match auth {
                 Ok(user) => user,
                 Err(reason) => {
                     shard

@@ -389,9 +389,11 @@ impl Shard {
                 let content = self.checked_content(key, content, now)?;
                 self.send(key, room, content, reference)
             }
-            ClientMessage::History { room, limit, before } => {
-                self.query(key, room, RoomQuery::History { limit, before }, reference)
-            }
+            ClientMessage::History {
+                room,
+                limit,
+                before,
+            } => self.query(key, room, RoomQuery::History { limit, before }, reference),
             ClientMessage::PresenceList { room } => {
                 self.query(key, room, RoomQuery::Presence, reference)
             }
@@ -476,7 +478,7 @@ impl Shard {
     }
 
     /// Queues `frame` to connection `conn` (here or on its shard) if it is still open.
-    pub fn to_conn(&mut self, conn: ConnRef, frame: Bytes) {
+    pub fn deliver_to_conn(&mut self, conn: ConnRef, frame: Bytes) {
         let shard = shard_of(conn.id);
         if shard != self.id {
             return self.send_to(shard, ShardMsg::ToConn { conn, frame });
@@ -565,7 +567,7 @@ impl Shard {
                     self.enqueue_to_members(rk, &frame);
                 }
             }
-            ShardMsg::ToConn { conn, frame } => self.to_conn(conn, frame),
+            ShardMsg::ToConn { conn, frame } => self.deliver_to_conn(conn, frame),
             ShardMsg::Create {
                 room,
                 settings,
@@ -630,7 +632,7 @@ impl Shard {
                 conn,
                 reference,
             } => self.owner_direct(id, &from, &to, &content, conn, reference),
-            ShardMsg::ToUser { user_id, frame } => self.to_local_user(&user_id, &frame),
+            ShardMsg::ToUser { user_id, frame } => self.deliver_to_local_user(&user_id, &frame),
             ShardMsg::Notify {
                 user_id,
                 kind,

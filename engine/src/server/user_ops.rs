@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::shard::{unix_ms, LocalUser, Shard};
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, ShardMsg};
-use crate::limits::{NOTIFICATIONS_PER_USER_MAX, USERS_PER_SHARD_MAX, USERNAME_BYTES_MAX};
+use crate::limits::{NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX, USERS_PER_SHARD_MAX};
 use crate::protocol::event;
 use crate::protocol::message::AppError;
 use crate::users::{preview, valid_username, PresenceChange, Status, User};
@@ -107,7 +107,13 @@ impl Shard {
         conn.idle_reported = false;
         if let Some(user) = conn.authenticated_user().cloned() {
             let user_id = Arc::from(&*user.id);
-            self.route_user(&user.id, ShardMsg::Idle { user_id, idle: false });
+            self.route_user(
+                &user.id,
+                ShardMsg::Idle {
+                    user_id,
+                    idle: false,
+                },
+            );
         }
     }
 
@@ -125,9 +131,18 @@ impl Shard {
             }
         }
         for key in idle {
-            let user = self.conns[key].authenticated_user().cloned().expect("checked");
+            let user = self.conns[key]
+                .authenticated_user()
+                .cloned()
+                .expect("checked");
             let user_id = Arc::from(&*user.id);
-            self.route_user(&user.id, ShardMsg::Idle { user_id, idle: true });
+            self.route_user(
+                &user.id,
+                ShardMsg::Idle {
+                    user_id,
+                    idle: true,
+                },
+            );
         }
     }
 
@@ -198,7 +213,7 @@ impl Shard {
     }
 
     /// A frame for every connection of `user_id` on this shard.
-    pub(super) fn to_local_user(&mut self, user_id: &str, frame: &bytes::Bytes) {
+    pub(super) fn deliver_to_local_user(&mut self, user_id: &str, frame: &bytes::Bytes) {
         let Some(local) = self.local_users.get(user_id) else {
             return;
         };
@@ -235,11 +250,7 @@ impl Shard {
             };
             let room = self.rooms.get_mut(rk).expect("indexed");
             keys.extend(room.members.iter().map(|(_, &k)| k));
-            if let Some(present) = room
-                .owner
-                .as_mut()
-                .and_then(|o| o.users.get_mut(&*user.id))
-            {
+            if let Some(present) = room.owner.as_mut().and_then(|o| o.users.get_mut(&*user.id)) {
                 present.status = status;
                 present.last_seen = last_seen;
             }
@@ -291,7 +302,7 @@ impl Shard {
             self.route(shard_of(conn.id), ShardMsg::UserStatus { user_id, status });
         }
         if unread > 0 {
-            self.to_conn(conn, event::notification_unread(unread));
+            self.deliver_to_conn(conn, event::notification_unread(unread));
         }
         if let Some(change) = change {
             self.announce(&user.id, change, Vec::new());
@@ -311,7 +322,10 @@ impl Shard {
         }
         // Offline users' records (notifications) are kept up to the directory's bound.
         if self.directory.len() > USERS_PER_SHARD_MAX
-            && self.directory.get(user_id).is_some_and(|r| r.connections() == 0)
+            && self
+                .directory
+                .get(user_id)
+                .is_some_and(|r| r.connections() == 0)
         {
             self.directory.remove(user_id);
             self.stats.users_evicted.fetch_add(1, RELAXED);
@@ -359,8 +373,11 @@ impl Shard {
         reference: Option<Vec<u8>>,
     ) {
         let Some(record) = self.directory.get(to) else {
-            let frame = self.error_frame(&AppError::UnknownUser { user: to.into() }, reference.as_deref());
-            return self.to_conn(conn, frame);
+            let frame = self.error_frame(
+                &AppError::UnknownUser { user: to.into() },
+                reference.as_deref(),
+            );
+            return self.deliver_to_conn(conn, frame);
         };
         let frame = event::direct(id, from.json(), content, unix_ms());
         let user_id: Arc<str> = Arc::from(to);
@@ -372,7 +389,7 @@ impl Shard {
         }
         let title = format!("New message from {}", from.name);
         self.owner_notify(to, "direct", &title, &preview(content));
-        self.to_conn(conn, event::ack_id(reference.as_deref(), id));
+        self.deliver_to_conn(conn, event::ack_id(reference.as_deref(), id));
     }
 
     /// Keeps a notification for `user_id` and shows it on every device of theirs.
@@ -386,7 +403,11 @@ impl Shard {
             Ok(r) => r,
             Err(full) => {
                 self.stats.users_evicted.fetch_add(1, RELAXED);
-                tracing::warn!(max = full.max, user_id, "user directory full; notification dropped");
+                tracing::warn!(
+                    max = full.max,
+                    user_id,
+                    "user directory full; notification dropped"
+                );
                 return;
             }
         };
@@ -439,7 +460,7 @@ impl Shard {
                     record.notifications.unread(),
                     reference.as_deref(),
                 );
-                self.to_conn(conn, frame);
+                self.deliver_to_conn(conn, frame);
             }
             NotificationOp::Read(ids) => {
                 record.notifications.mark_read(&ids);
@@ -452,16 +473,14 @@ impl Shard {
                     self.route(shard, ShardMsg::ToUser { user_id, frame });
                 }
                 if let Some(r) = reference {
-                    self.to_conn(conn, event::ack(&r));
+                    self.deliver_to_conn(conn, event::ack(&r));
                 }
             }
         }
     }
 
     fn count_users(&self) {
-        self.stats
-            .users
-            .store(self.directory.len() as u64, RELAXED);
+        self.stats.users.store(self.directory.len() as u64, RELAXED);
     }
 }
 

@@ -219,10 +219,19 @@ mod tests {
         assert_eq!(d.set_idle("a", true, 3), None);
         assert_eq!(d.set_idle("a", true, 4).unwrap().status, Status::Away);
         assert_eq!(d.set_idle("a", false, 5).unwrap().status, Status::Online);
-        assert_eq!(d.set_status("a", Status::Dnd, 6).unwrap().status, Status::Dnd);
+        assert_eq!(
+            d.set_status("a", Status::Dnd, 6).unwrap().status,
+            Status::Dnd
+        );
         assert_eq!(d.detach("a", 0, true, 7), None);
         let off = d.detach("a", 1, false, 8).unwrap();
-        assert_eq!(off, PresenceChange { status: Status::Offline, last_seen: 8 });
+        assert_eq!(
+            off,
+            PresenceChange {
+                status: Status::Offline,
+                last_seen: 8
+            }
+        );
         // Back again: online, whatever was chosen before.
         assert_eq!(d.attach(&alice, 1, 9).unwrap().status, Status::Online);
         assert_eq!(d.get("a").unwrap().shards().collect::<Vec<_>>(), [1]);

@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(preview(br#""hi @bob""#), "hi @bob");
         assert_eq!(preview(br#"{"x":1}"#), r#"{"x":1}"#);
         let long = format!("\"{}\"", "a".repeat(500));
-        assert_eq!(preview(long.as_bytes()).chars().count(), NOTIFICATION_BODY_CHARS_MAX);
+        assert_eq!(
+            preview(long.as_bytes()).chars().count(),
+            NOTIFICATION_BODY_CHARS_MAX
+        );
     }
 
     #[test]

@@ -61,9 +61,14 @@ impl RateLimit {
 pub enum Verdict {
     Allowed,
     /// Allowed, and 80% of the bucket is now used: tell the client.
-    Warn { remaining: u32, full_in: Duration },
+    Warn {
+        remaining: u32,
+        full_in: Duration,
+    },
     /// Refused: no token left; one comes back after `retry_in`.
-    Limited { retry_in: Duration },
+    Limited {
+        retry_in: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +92,7 @@ impl TokenBucket {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * per_sec).min(limit.messages as f64);
         self.updated = now;
-        if self.tokens > limit.messages as f64 * WARN_REMAINING_RATIO {
+        if self.tokens.floor() > limit.messages as f64 * WARN_REMAINING_RATIO {
             self.warned = false;
         }
     }
@@ -106,7 +111,8 @@ impl TokenBucket {
             };
         }
         self.tokens -= 1.0;
-        if !self.warned && self.tokens <= limit.messages as f64 * WARN_REMAINING_RATIO {
+        // Whole tokens: the refill since the last message must not postpone the warning.
+        if !self.warned && self.tokens.floor() <= limit.messages as f64 * WARN_REMAINING_RATIO {
             self.warned = true;
             return Verdict::Warn {
                 remaining: self.tokens as u32,
@@ -158,7 +164,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // One token a second comes back.
-        assert_eq!(b.take(&limit, t0 + Duration::from_secs(1)), Verdict::Allowed);
+        assert_eq!(
+            b.take(&limit, t0 + Duration::from_secs(1)),
+            Verdict::Allowed
+        );
         // A full refill re-arms the warning.
         let t1 = t0 + Duration::from_secs(60);
         let again: Vec<Verdict> = (0..8).map(|_| b.take(&limit, t1)).collect();

@@ -32,11 +32,12 @@ pub enum TokenError {
 pub fn verify_token(token: &str, secret: &[u8]) -> Result<Arc<User>, TokenError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
-    let data = decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation).map_err(
-        |e| TokenError::Invalid {
-            reason: e.to_string(),
-        },
-    )?;
+    let data =
+        decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation).map_err(|e| {
+            TokenError::Invalid {
+                reason: e.to_string(),
+            }
+        })?;
     let sub = data.claims.sub;
     if sub.is_empty() || sub.len() > USER_ID_BYTES_MAX || sub.chars().any(char::is_control) {
         return Err(TokenError::BadSubject {
@@ -74,7 +75,10 @@ mod tests {
     #[test]
     fn accepts_good_tokens_and_refuses_the_rest() {
         let s = b"secret";
-        let good = token(serde_json::json!({"sub": "u1", "name": "alice", "exp": now() + 60}), s);
+        let good = token(
+            serde_json::json!({"sub": "u1", "name": "alice", "exp": now() + 60}),
+            s,
+        );
         let u = verify_token(&good, s).unwrap();
         assert_eq!((&*u.id, &*u.name), ("u1", "alice"));
         assert!(verify_token(&good, b"other").is_err());
@@ -82,7 +86,10 @@ mod tests {
         assert!(verify_token(&expired, s).is_err());
         let no_exp = token(serde_json::json!({"sub": "u1"}), s);
         assert!(verify_token(&no_exp, s).is_err());
-        let bad_name = token(serde_json::json!({"sub": "u1", "name": "a b", "exp": now() + 60}), s);
+        let bad_name = token(
+            serde_json::json!({"sub": "u1", "name": "a b", "exp": now() + 60}),
+            s,
+        );
         assert_eq!(verify_token(&bad_name, s), Err(TokenError::BadName));
         assert!(verify_token("not.a.token", s).is_err());
     }

@@ -46,9 +46,7 @@ impl User {
 /// A username: 1 to [`USERNAME_BYTES_MAX`] bytes of ASCII letters, digits, `-`, `_`, `.`.
 /// (`@name` mentions rely on the same alphabet.)
 pub fn valid_username(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= USERNAME_BYTES_MAX
-        && name.bytes().all(is_username_byte)
+    !name.is_empty() && name.len() <= USERNAME_BYTES_MAX && name.bytes().all(is_username_byte)
 }
 
 /// A byte of a username (and of an `@mention`).
@@ -64,7 +62,10 @@ mod tests {
     fn json_form() {
         let u = User::new("u\"1", "Alice");
         let v: serde_json::Value = serde_json::from_slice(u.json()).unwrap();
-        assert_eq!(v, serde_json::json!({"userId": "u\"1", "username": "Alice"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"userId": "u\"1", "username": "Alice"})
+        );
         assert_eq!(&*User::guest(7).id, "guest:7");
     }
 

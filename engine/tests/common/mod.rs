@@ -162,7 +162,10 @@ impl Client {
             Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
             Ok(m) => panic!("expected silence, got {m:?}"),
             Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => panic!("expected silence, got {e}"),
         }
     }
