@@ -1,4 +1,7 @@
-//! The `corecast` binary: settings from the CLI, environment and a TOML file; logging; signals.
+//! The `corecast` binary: settings from the CLI, environment and a TOML file; logging; signals;
+//! and `corecast chat`, the terminal client.
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,8 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// flag). Precedence: flag, then environment, then file, then the default. Clients connect to
 /// ws://ADDR/ws (or /ws/room/{room} to land on the room's core); GET /healthz reports status.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML file with settings.
     #[arg(long, env = "CORECAST_CONFIG")]
     config: Option<PathBuf>,
@@ -78,6 +83,13 @@ struct Cli {
     log: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// A terminal chat client: `corecast chat --url ws://127.0.0.1:3000/ws --user Alice
+    /// --room general`; reads messages and /commands from stdin (/help lists them).
+    Chat(cli::chat::ChatArgs),
+}
+
 fn load(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = match &cli.config {
         Some(path) => {
@@ -120,6 +132,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Chat(args)) = cli.command {
+        return cli::chat::run(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)

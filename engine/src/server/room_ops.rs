@@ -578,6 +578,10 @@ impl Shard {
             unix_ms(),
         ));
         owner.history.push(id, message.clone());
+        // A user has read what they wrote.
+        if let Some(mark) = owner.read_marks.get_mut(&*from.id) {
+            *mark = id;
+        }
         let step = owner.batcher.push(now, message);
         self.stats.published.fetch_add(1, RELAXED);
         self.apply_batch_step(rk, step);

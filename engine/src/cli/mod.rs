@@ -1,0 +1,3 @@
+//! The binary's subcommands besides the server itself.
+
+pub mod chat;
