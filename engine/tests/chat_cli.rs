@@ -52,7 +52,7 @@ impl Cli {
 
     /// Waits for an output line containing `text`; returns it.
     fn expect(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {

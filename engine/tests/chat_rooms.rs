@@ -320,3 +320,29 @@ fn typing_is_shown_and_expires() {
     g.expect_error(json!({"type":"typing:start","room":room}), "auth_required");
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn leaving_and_rejoining_before_the_owner_answers_keeps_counts_exact() {
+    let srv = server(|c| c.batch_window_ms = 0);
+    let addr = srv.local_addr();
+    let room = room_on(1, 2, "flip");
+    let mut a = Client::user(addr, &room_on(0, 2, "h"), "alice");
+    for _ in 0..20 {
+        a.send(json!({"type":"room:join","room":room}));
+        a.send(json!({"type":"room:leave","room":room}));
+    }
+    a.send(json!({"type":"room:join","room":room}));
+    a.send(json!({"type":"message:send","room":room,"content":"once","ref":"s"}));
+    let ack = a.recv_type("ack");
+    assert_eq!(ack["ref"], "s");
+    let mut probe = Client::user(addr, &room_on(1, 2, "h"), "probe");
+    // Every stale answer's leave has reached the owner before the probe's join (same
+    // shard-to-shard order), so the probe sees alice once.
+    std::thread::sleep(Duration::from_millis(100));
+    let joined = probe.join(&room);
+    assert_eq!(joined["members"], 2, "{joined}");
+    assert_eq!(names(&joined["users"]), ["alice", "probe"]);
+    a.close();
+    assert_eq!(probe.recv_type("room:user_left")["username"], "alice");
+    srv.shutdown().unwrap();
+}

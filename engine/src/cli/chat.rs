@@ -21,6 +21,8 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often the socket is polled between stdin lines.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Time to connect and complete the upgrade.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time `/quit` waits for the server's answers to arrive before closing.
 const QUIT_DRAIN: Duration = Duration::from_millis(500);
 
@@ -153,11 +155,7 @@ impl Chat {
             ),
             None => self.args.url.clone(),
         };
-        let (mut ws, _) = tungstenite::connect(&url)
-            .with_context(|| format!("connecting to {}", self.args.url))?;
-        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        }
+        let mut ws = open(&url).with_context(|| format!("connecting to {}", self.args.url))?;
         let hello = next_event(&mut ws)?;
         if hello["type"] != "connection:established" {
             bail!("unexpected greeting {hello}");
@@ -406,6 +404,30 @@ impl Chat {
         };
         self.say(&line);
     }
+}
+
+/// Connects and upgrades within [`CONNECT_TIMEOUT`] (a server that accepts but never answers
+/// counts as down). Plain `ws://` only.
+fn open(url: &str) -> anyhow::Result<Socket> {
+    use std::net::ToSocketAddrs;
+    use tungstenite::client::IntoClientRequest;
+    let request = url.into_client_request()?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        bail!("only ws:// URLs are supported");
+    }
+    let host = uri.host().context("the URL has no host")?;
+    let port = uri.port_u16().unwrap_or(80);
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .context("the host has no address")?;
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = tungstenite::client(request, MaybeTlsStream::Plain(stream))
+        .map_err(|e| anyhow::anyhow!("upgrade failed: {e}"))?;
+    Ok(ws)
 }
 
 fn send(ws: &mut Socket, v: Value) -> anyhow::Result<()> {

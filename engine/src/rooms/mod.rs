@@ -10,6 +10,6 @@ mod typing;
 
 pub use batcher::{Batcher, Deadline, Step};
 pub use history::History;
-pub use room::{Ownership, Room, RoomInfo, RoomUser};
+pub use room::{Member, Ownership, Room, RoomInfo, RoomUser};
 pub use table::RoomTable;
 pub use typing::Typing;

@@ -36,6 +36,17 @@ pub struct RoomUser {
     pub last_seen: u64,
 }
 
+/// A member connection as the owner counts it.
+#[derive(Debug)]
+pub struct Member {
+    /// Its user (None: a guest).
+    pub user: Option<Arc<str>>,
+    /// Accepted joins not yet matched by a leave. Normally 1; 2 for a moment when a
+    /// connection left a join still in flight and joined again (the stale answer's leave
+    /// follows).
+    pub joins: u32,
+}
+
 /// State only the owner shard keeps.
 #[derive(Debug)]
 pub struct Ownership {
@@ -47,8 +58,8 @@ pub struct Ownership {
     pub info: RoomInfo,
     /// Made by `room:create` (kept when empty).
     pub created: bool,
-    /// Every member connection, by connection id, with its user (None: a guest).
-    pub members: HashMap<u64, Option<Arc<str>>>,
+    /// Every member connection, by connection id.
+    pub members: HashMap<u64, Member>,
     pub users: HashMap<Arc<str>, RoomUser>,
     pub guests: u32,
     pub history: History,
@@ -93,10 +104,15 @@ impl Ownership {
         status: Status,
         now_ms: u64,
     ) -> bool {
-        let previous = self
-            .members
-            .insert(conn_id, user.map(|u| Arc::from(&*u.id)));
-        assert!(previous.is_none(), "connection {conn_id} joined twice");
+        if let Some(m) = self.members.get_mut(&conn_id) {
+            m.joins += 1;
+            return false;
+        }
+        let member = Member {
+            user: user.map(|u| Arc::from(&*u.id)),
+            joins: 1,
+        };
+        self.members.insert(conn_id, member);
         let shard = shard_of(conn_id);
         if shard != owner {
             self.remote[shard] += 1;
@@ -129,13 +145,18 @@ impl Ownership {
         }
     }
 
-    /// Removes member connection `conn_id`; returns its user when that was their last one.
-    /// None for a connection that is not a member (a leave for a refused join never comes).
+    /// Removes member connection `conn_id` (one accepted join of it); returns its user when
+    /// that was their last connection in the room.
     pub fn remove_member(&mut self, conn_id: u64, owner: usize) -> Option<Arc<User>> {
-        let user = self
+        let member = self
             .members
-            .remove(&conn_id)
+            .get_mut(&conn_id)
             .unwrap_or_else(|| panic!("leave of connection {conn_id} that is not a member"));
+        member.joins -= 1;
+        if member.joins > 0 {
+            return None;
+        }
+        let user = self.members.remove(&conn_id).expect("present").user;
         let shard = shard_of(conn_id);
         if shard != owner {
             assert!(self.remote[shard] > 0, "more leaves than joins");
@@ -225,6 +246,20 @@ mod tests {
         assert_eq!(o.remove_member(g, 0), None);
         assert_eq!(o.remove_member(c2, 0).unwrap().id, alice.id);
         assert_eq!((o.head_count(), o.remote_members()), (0, 0));
+    }
+
+    #[test]
+    fn a_join_answered_after_a_rejoin_is_counted_until_its_leave() {
+        let mut o = ownership();
+        let a = User::new("a", "a");
+        let c = connection_id(1, 1);
+        assert!(o.add_member(c, 0, Some(&a), Status::Online, 0));
+        assert!(!o.add_member(c, 0, Some(&a), Status::Online, 0));
+        assert_eq!((o.head_count(), o.remote_members()), (1, 1));
+        assert_eq!(o.remove_member(c, 0), None);
+        assert_eq!(o.head_count(), 1);
+        assert!(o.remove_member(c, 0).is_some());
+        assert!(o.members.is_empty());
     }
 
     #[test]
