@@ -160,7 +160,7 @@ impl Shard {
         self.stats.connections_total.fetch_add(1, RELAXED);
         self.enqueue(key, event::established(id, self.id));
         if let Some(user) = user {
-            self.attach_user(key, user);
+            self.attach_user(key, user, None);
         }
         key
     }
@@ -603,7 +603,7 @@ impl Shard {
                 entries,
                 truncated,
             } => self.on_rooms_part(gather, entries, truncated),
-            ShardMsg::Attach { user, conn } => self.owner_attach(user, conn),
+            ShardMsg::Attach { user, conn, login } => self.owner_attach(user, conn, login),
             ShardMsg::UserStatus { user_id, status } => self.on_user_status(&user_id, status),
             ShardMsg::Detach {
                 user_id,

@@ -125,8 +125,14 @@ pub enum ShardMsg {
         entries: Vec<Vec<u8>>,
         truncated: bool,
     },
-    /// To a user's owner: a connection of `user` opened on shard `conn`'s.
-    Attach { user: Arc<User>, conn: ConnRef },
+    /// To a user's owner: a connection of `user` opened on shard `conn`'s. `login`: it came
+    /// with `auth:login` (carrying `ref`), answered by the owner with `auth:success` once the
+    /// device is counted, so messages to the user reach it from then on.
+    Attach {
+        user: Arc<User>,
+        conn: ConnRef,
+        login: Option<Option<Vec<u8>>>,
+    },
     /// From a user's owner: the user's status now (for the shard's cache).
     UserStatus { user_id: Arc<str>, status: Status },
     /// To a user's owner: a connection of theirs on `shard` closed; it was in `rooms`.

@@ -38,14 +38,14 @@ impl Shard {
             self.enqueue(key, event::auth_error(e.code(), &e.to_string(), reference));
             return;
         }
-        // Development mode: the username is the identity.
+        // Development mode: the username is the identity. The owner answers.
         let user = User::new(username, username);
-        self.enqueue(key, event::auth_success(user.json(), reference));
-        self.attach_user(key, user);
+        self.attach_user(key, user, Some(reference.map(<[u8]>::to_vec)));
     }
 
-    /// Makes connection `key` speak for `user` and tells the user's owner.
-    pub fn attach_user(&mut self, key: usize, user: Arc<User>) {
+    /// Makes connection `key` speak for `user` and tells the user's owner (which answers
+    /// `auth:success` for a `login`).
+    pub fn attach_user(&mut self, key: usize, user: Arc<User>, login: Option<Option<Vec<u8>>>) {
         let conn = &mut self.conns[key];
         assert!(!conn.authenticated, "a connection logs in once");
         conn.user = Some(user.clone());
@@ -59,7 +59,7 @@ impl Shard {
             .conns
             .push(key);
         let conn = self.conn_ref(key);
-        self.route_user(&user.id.clone(), ShardMsg::Attach { user, conn });
+        self.route_user(&user.id.clone(), ShardMsg::Attach { user, conn, login });
     }
 
     /// Takes connection `key` out of its rooms and, for a user, out of their devices.
@@ -291,8 +291,16 @@ impl Shard {
         }
     }
 
-    pub(super) fn owner_attach(&mut self, user: Arc<User>, conn: ConnRef) {
+    pub(super) fn owner_attach(
+        &mut self,
+        user: Arc<User>,
+        conn: ConnRef,
+        login: Option<Option<Vec<u8>>>,
+    ) {
         let change = self.directory.attach(&user, shard_of(conn.id), unix_ms());
+        if let Some(reference) = login {
+            self.deliver_to_conn(conn, event::auth_success(user.json(), reference.as_deref()));
+        }
         let record = self.directory.get(&user.id).expect("attached");
         let status = record.status();
         let unread = record.notifications.unread();
