@@ -6,11 +6,13 @@ mod executor;
 mod inbox;
 mod net;
 mod placement;
+mod poller;
 
 pub use executor::{spawn_shard, ShardThread};
 pub use inbox::Inbox;
 pub use net::{bind_listeners, send_now, Listener, Stream};
 pub use placement::{connection_id, owner_shard, shard_of};
+pub use poller::{close_fd, recv_now, Poller, Readiness, Ready, EVENTS_PER_WAIT_MAX};
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,15 +1,16 @@
-//! A connection's state as its shard keeps it: send queue, rooms, liveness and close phase.
-//! The socket itself belongs to the connection's session task.
+//! A connection's state as its shard keeps it: the socket's descriptor, what is being read
+//! (a partial frame, a fragmented message), the send queue, rooms, user, liveness and close
+//! phase. No task and no buffer per connection: the shard's I/O loop serves every socket.
 //!
 //! Invariant: a connection past [`Phase::Open`] is in no room and receives no more data
 //! frames; only its close frame and control frames remain to be written.
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::Instant;
 
 use super::send_queue::SendQueue;
+use crate::protocol::Assembler;
 use crate::users::{TokenBucket, User};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +22,28 @@ pub enum Phase {
         peer_closed: bool,
         deadline: Instant,
     },
-    /// Finished: the session drops the socket.
+    /// Finished: the shard's I/O loop forgets the connection and closes the socket.
     Done,
+}
+
+/// What is being read from a connection.
+#[derive(Debug)]
+pub struct Reader {
+    pub assembler: Assembler,
+    /// Bytes of a frame that has not fully arrived.
+    pub partial: Vec<u8>,
+    /// A protocol error made the byte stream meaningless: discard input until the end.
+    pub broken: bool,
+}
+
+impl Reader {
+    pub fn new(max_message_bytes: usize) -> Self {
+        Self {
+            assembler: Assembler::new(max_message_bytes),
+            partial: Vec::new(),
+            broken: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -33,10 +54,12 @@ pub struct Conn {
     pub phase: Phase,
     /// Queued in the shard's dirty list, waiting for the flusher.
     pub in_dirty: bool,
-    /// The socket was full: the session writes until the queue is empty, the flusher skips it.
+    /// The socket was full: writability is watched and the flusher skips the connection
+    /// until the socket takes more.
     pub write_blocked: bool,
-    /// Wakes the session task (blocked writes, close, shutdown).
-    pub waker: Option<Waker>,
+    /// Writability is watched in the epoll set (while `write_blocked`).
+    pub write_interest: bool,
+    pub reader: Reader,
     /// Joined rooms: (room key, member slot in that room).
     pub rooms: Vec<(usize, usize)>,
     /// Joins sent to another shard's room, not answered yet.
@@ -58,7 +81,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: u64, fd: RawFd, send_queue_bytes: usize, now: Instant) -> Self {
+    pub fn new(
+        id: u64,
+        fd: RawFd,
+        send_queue_bytes: usize,
+        max_message_bytes: usize,
+        now: Instant,
+    ) -> Self {
         Self {
             id,
             fd,
@@ -66,7 +95,8 @@ impl Conn {
             phase: Phase::Open,
             in_dirty: false,
             write_blocked: false,
-            waker: None,
+            write_interest: false,
+            reader: Reader::new(max_message_bytes),
             rooms: Vec::new(),
             pending_joins: Vec::new(),
             last_rx: now,
@@ -96,9 +126,8 @@ impl Conn {
         self.rooms.len() + self.pending_joins.len()
     }
 
-    pub fn wake(&self) {
-        if let Some(w) = &self.waker {
-            w.wake_by_ref();
-        }
+    /// The token this connection's socket reports in the shard's epoll set.
+    pub fn token(&self, key: usize) -> u64 {
+        (key as u64) | (self.id << 32)
     }
 }

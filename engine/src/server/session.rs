@@ -1,32 +1,34 @@
-//! A connection's session task: reads the upgrade request (and moves the connection to its
-//! home room's shard), then reads frames and writes whatever the flusher could not.
+//! A connection's session: a short task reads the upgrade request (and moves the connection to
+//! its home room's shard) and completes the upgrade; from then on the shard's I/O loop reads
+//! the socket when the epoll set says so and turns its bytes into frames and messages.
 //!
 //! Invariants:
 //! - Socket reads land in the shard's scratch buffer; only an incomplete frame's bytes are kept
-//!   per connection, so an idle connection holds no read buffer.
-//! - The flusher writes a connection's queue unless `write_blocked` is set; then only this task
-//!   writes, woken by the socket becoming writable, until the queue is empty.
+//!   per connection, so an idle connection holds no read buffer, and no task.
+//! - A connection is read until `EAGAIN` (the set is edge-triggered), or listed in
+//!   `read_again` (fairness) or `paused_readers` (back-pressure) to be read later.
 
 use std::cell::RefCell;
+use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::api;
 use super::http;
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
-use crate::limits::{HANDSHAKE_REQUEST_BYTES_MAX, WRITE_BYTES_MAX};
+use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
 use crate::protocol::handshake::{
     accept_response, http_response, parse_request, HandshakeError, Route,
 };
-use crate::protocol::{Assembler, Incoming};
-use crate::runtime::{self, owner_shard, sleep, Stream};
+use crate::protocol::Incoming;
+use crate::runtime::{self, close_fd, owner_shard, recv_now, sleep, Stream, EVENTS_PER_WAIT_MAX};
 use crate::users::{verify_token, User};
 
-use super::connection::Phase;
+use super::connection::{Phase, Reader};
 
 /// Reads per poll before the session lets other tasks run.
 const READS_PER_POLL_MAX: usize = 8;
@@ -182,7 +184,7 @@ fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, St
     }
 }
 
-/// Completes the upgrade on this shard and runs the connection until it ends.
+/// Completes the upgrade on this shard and hands the socket to the shard's I/O loop.
 pub async fn upgrade(
     shard: ShardRef,
     mut stream: Stream,
@@ -194,151 +196,187 @@ pub async fn upgrade(
         return;
     }
     drop(key);
-    let conn_key = shard.borrow_mut().add_conn(stream.fd(), user);
-    let max_message = shard.borrow().config.max_message_bytes;
-    let mut session = Session {
-        shard: shard.clone(),
-        stream,
-        key: conn_key,
-        assembler: Assembler::new(max_message),
-        partial: leftover,
-        broken: false,
-    };
-    if !session.partial.is_empty() {
-        // Frames sent right behind the request: process them before reading more.
-        let mut data = std::mem::take(&mut session.partial);
-        let mut sh = shard.borrow_mut();
-        session.process(&mut sh, &mut data);
-    }
-    std::future::poll_fn(|cx| session.poll(cx)).await;
-    shard.borrow_mut().remove_conn(conn_key);
-    // The stream drops here, after the shard forgot the connection's descriptor.
-}
-
-struct Session {
-    shard: ShardRef,
-    stream: Stream,
-    key: usize,
-    assembler: Assembler,
-    /// Bytes of a frame that has not fully arrived.
-    partial: Vec<u8>,
-    /// A protocol error made the byte stream meaningless: discard input until the end.
-    broken: bool,
-}
-
-impl Session {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let shard = self.shard.clone();
-        let mut sh = shard.borrow_mut();
-        let sh = &mut *sh;
-        {
-            let conn = &mut sh.conns[self.key];
-            if !conn.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                conn.waker = Some(cx.waker().clone());
-            }
-        }
-        for _ in 0..READS_PER_POLL_MAX {
-            if sh.conns[self.key].write_blocked && !self.write_blocked(sh, cx) {
-                sh.conns[self.key].phase = Phase::Done;
-            }
-            if sh.conns[self.key].phase == Phase::Done {
-                return Poll::Ready(());
-            }
-            if sh.reading_paused && sh.conns[self.key].phase == Phase::Open {
-                let conn = &mut sh.conns[self.key];
-                if !conn.read_paused {
-                    conn.read_paused = true;
-                    sh.paused_readers.push(self.key);
-                }
-                return Poll::Pending;
-            }
-            let mut scratch = std::mem::take(&mut sh.read_scratch);
-            let read = self.stream.poll_read(cx, &mut scratch);
-            let result = match read {
-                Poll::Pending => None,
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Some(0),
-                Poll::Ready(Ok(n)) => {
-                    let conn = &mut sh.conns[self.key];
-                    conn.last_rx = Instant::now();
-                    conn.ping_sent = None;
-                    self.process(sh, &mut scratch[..n]);
-                    Some(n)
-                }
-            };
-            sh.read_scratch = scratch;
-            match result {
-                None => return Poll::Pending,
-                Some(0) => {
-                    // End of stream: whatever phase we were in, the connection is over.
-                    return Poll::Ready(());
-                }
-                Some(_) => {}
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-
-    /// Writes the queue the flusher could not finish. False when the peer is gone.
-    fn write_blocked(&mut self, sh: &mut Shard, cx: &mut Context<'_>) -> bool {
-        let conn = &mut sh.conns[self.key];
-        loop {
-            let chunk = conn.queue.gather(&mut sh.write_scratch, WRITE_BYTES_MAX);
-            if chunk.is_empty() {
-                conn.write_blocked = false;
-                break;
-            }
-            match self.stream.poll_write(cx, chunk) {
-                Poll::Ready(Ok(n)) => {
-                    sh.stats.send_calls.fetch_add(1, RELAXED);
-                    sh.stats.bytes_out.fetch_add(n as u64, RELAXED);
-                    conn.queue.consume(n);
-                }
-                Poll::Ready(Err(_)) => return false,
-                Poll::Pending => return true,
-            }
-        }
-        sh.after_blocked_write(self.key);
-        true
-    }
-
-    /// Parses `data` (just read) into frames and hands them to the shard.
-    fn process(&mut self, sh: &mut Shard, data: &mut [u8]) {
-        if self.broken {
+    let fd = match stream.into_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(%e, "cannot take over an upgraded socket");
             return;
         }
-        let from_partial = !self.partial.is_empty();
-        if from_partial {
-            self.partial.extend_from_slice(data);
+    };
+    shard.borrow_mut().register(fd, user, leftover);
+}
+
+impl Shard {
+    /// Adopts an upgraded socket: a connection, watched by the epoll set. `leftover`: frames
+    /// the client sent right behind its request.
+    pub fn register(&mut self, fd: RawFd, user: Option<Arc<User>>, mut leftover: Vec<u8>) {
+        let key = self.add_conn(fd, user);
+        let token = self.conns[key].token(key);
+        if let Err(e) = self.poller.add(fd, token) {
+            tracing::warn!(%e, "cannot watch a socket");
+            self.conns[key].phase = Phase::Done;
+            self.reap_later(key);
+            return;
         }
-        let mut partial = std::mem::take(&mut self.partial);
-        if from_partial {
-            let consumed = self.frames(sh, &mut partial);
-            partial.drain(..consumed);
-        } else {
-            let consumed = self.frames(sh, data);
-            partial.extend_from_slice(&data[consumed..]);
+        if !leftover.is_empty() {
+            self.process(key, &mut leftover);
         }
-        if self.broken {
-            partial.clear();
+    }
+
+    /// One pass of the I/O loop: forget finished connections, read those left unfinished,
+    /// then serve what the epoll set reports. True when more work is already waiting.
+    pub fn service_io(&mut self) -> bool {
+        self.reap();
+        for (key, id) in std::mem::take(&mut self.read_again) {
+            if self.conns.get(key).is_some_and(|c| c.id == id) {
+                self.on_readable(key);
+            }
         }
-        if partial.is_empty() && partial.capacity() > PARTIAL_KEEP_BYTES_MAX {
-            partial = Vec::new();
+        let mut ready = std::mem::take(&mut self.ready_scratch);
+        ready.clear();
+        let harvested = match self.poller.harvest(&mut ready) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(%e, "epoll_wait failed");
+                0
+            }
+        };
+        for r in &ready {
+            let key = (r.token & 0xffff_ffff) as usize;
+            if self.conns.get(key).is_none_or(|c| c.token(key) != r.token) {
+                continue; // Forgotten since: its socket left the set before closing.
+            }
+            if r.write {
+                self.on_writable(key);
+            }
+            if r.read {
+                self.on_readable(key);
+            }
         }
-        self.partial = partial;
+        self.ready_scratch = ready;
+        self.reap();
+        harvested == EVENTS_PER_WAIT_MAX || !self.read_again.is_empty()
+    }
+
+    /// Whether the I/O loop has work without waiting for the epoll set.
+    pub fn io_pending(&self) -> bool {
+        !self.done.is_empty() || !self.read_again.is_empty()
+    }
+
+    /// Forgets finished connections and closes their sockets.
+    fn reap(&mut self) {
+        while let Some((key, id)) = self.done.pop() {
+            let Some(conn) = self.conns.get(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            debug_assert_eq!(conn.phase, Phase::Done);
+            let fd = conn.fd;
+            self.poller.remove(fd);
+            self.remove_conn(key);
+            close_fd(fd);
+        }
+    }
+
+    /// Closes the sockets of connections still here when the shard stops.
+    pub fn close_remaining(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let fd = self.conns[key].fd;
+            self.poller.remove(fd);
+            self.remove_conn(key);
+            close_fd(fd);
+        }
+    }
+
+    /// The peer closed its end or the socket failed: the connection is over, whatever its
+    /// phase.
+    fn peer_gone(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Done {
+            return;
+        }
+        conn.queue.clear();
+        conn.phase = Phase::Done;
+        self.reap_later(key);
+    }
+
+    /// Connection `key`'s socket has bytes (or news of its end): read until `EAGAIN`, at
+    /// most [`READS_PER_POLL_MAX`] times before letting the others have a turn.
+    fn on_readable(&mut self, key: usize) {
+        for _ in 0..READS_PER_POLL_MAX {
+            let conn = &mut self.conns[key];
+            if conn.phase == Phase::Done {
+                return;
+            }
+            if self.reading_paused && conn.phase == Phase::Open {
+                if !conn.read_paused {
+                    conn.read_paused = true;
+                    self.paused_readers.push(key);
+                }
+                return;
+            }
+            let fd = conn.fd;
+            let mut scratch = std::mem::take(&mut self.read_scratch);
+            let result = recv_now(fd, &mut scratch);
+            let outcome = match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+                Ok(0) | Err(_) => Some(true),
+                Ok(n) => {
+                    let conn = &mut self.conns[key];
+                    conn.last_rx = Instant::now();
+                    conn.ping_sent = None;
+                    self.process(key, &mut scratch[..n]);
+                    None
+                }
+            };
+            self.read_scratch = scratch;
+            match outcome {
+                Some(true) => return self.peer_gone(key),
+                Some(false) => return,
+                None => {}
+            }
+        }
+        let id = self.conns[key].id;
+        self.read_again.push((key, id));
+    }
+
+    /// Parses `data` (just read) into frames and handles them.
+    fn process(&mut self, key: usize, data: &mut [u8]) {
+        let max = self.config.max_message_bytes;
+        let mut reader = std::mem::replace(&mut self.conns[key].reader, Reader::new(max));
+        if !reader.broken {
+            let from_partial = !reader.partial.is_empty();
+            let mut partial = std::mem::take(&mut reader.partial);
+            if from_partial {
+                partial.extend_from_slice(data);
+                let consumed = self.frames(key, &mut reader, &mut partial);
+                partial.drain(..consumed);
+            } else {
+                let consumed = self.frames(key, &mut reader, data);
+                partial.extend_from_slice(&data[consumed..]);
+            }
+            if reader.broken {
+                partial.clear();
+            }
+            if partial.is_empty() && partial.capacity() > PARTIAL_KEEP_BYTES_MAX {
+                partial = Vec::new();
+            }
+            reader.partial = partial;
+        }
+        self.conns[key].reader = reader;
     }
 
     /// Handles every complete frame at the start of `buf`; returns the bytes consumed.
-    fn frames(&mut self, sh: &mut Shard, buf: &mut [u8]) -> usize {
-        let key = self.key;
+    fn frames(&mut self, key: usize, reader: &mut Reader, buf: &mut [u8]) -> usize {
         let mut pos = 0;
         loop {
-            let header = match decode_header(&buf[pos..], self.assembler.frame_payload_max()) {
+            let header = match decode_header(&buf[pos..], reader.assembler.frame_payload_max()) {
                 Ok(Some(h)) => h,
                 Ok(None) => return pos,
                 Err(e) => {
-                    self.broken = true;
-                    sh.protocol_error(key, &e);
+                    reader.broken = true;
+                    self.protocol_error(key, &e);
                     return buf.len();
                 }
             };
@@ -348,28 +386,28 @@ impl Session {
             let payload = &mut buf[pos + header.header_len..pos + header.frame_len()];
             pos += header.frame_len();
             apply_mask(payload, header.mask);
-            let open = sh.conns[key].phase == Phase::Open;
-            match self.assembler.on_frame(&header, payload) {
+            let open = self.conns[key].phase == Phase::Open;
+            match reader.assembler.on_frame(&header, payload) {
                 Err(e) => {
-                    self.broken = true;
-                    sh.protocol_error(key, &e);
+                    reader.broken = true;
+                    self.protocol_error(key, &e);
                     return buf.len();
                 }
                 Ok(None) | Ok(Some(Incoming::Pong)) => {}
                 Ok(Some(Incoming::Text(text))) => {
                     if open {
-                        sh.on_text(key, text);
+                        self.on_text(key, text);
                     }
-                    self.assembler.finish_message();
+                    reader.assembler.finish_message();
                 }
                 Ok(Some(Incoming::Ping(p))) => {
                     if open {
-                        sh.enqueue_control(key, server_frame(OP_PONG, p));
+                        self.enqueue_control(key, server_frame(OP_PONG, p));
                     }
                 }
                 Ok(Some(Incoming::Close { code, .. })) => {
-                    sh.on_peer_close(key, code);
-                    self.broken = true;
+                    self.on_peer_close(key, code);
+                    reader.broken = true;
                     return buf.len();
                 }
             }

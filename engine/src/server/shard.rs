@@ -32,7 +32,7 @@ use crate::protocol::event;
 use crate::protocol::frame::{close_frame, server_frame, OP_PING};
 use crate::protocol::message::{interpret, parse_json, AppError, ClientMessage};
 use crate::rooms::RoomTable;
-use crate::runtime::{owner_shard, send_now, Inbox};
+use crate::runtime::{owner_shard, send_now, Inbox, Poller, Ready, EVENTS_PER_WAIT_MAX};
 use crate::stats::ShardStats;
 use crate::users::{Directory, RateLimit, Status, TokenBucket, User, Verdict};
 
@@ -99,6 +99,16 @@ pub struct Shard {
     next_seq: u64,
     pub shutting_down: bool,
     pub shutdown_waker: Option<Waker>,
+    /// The epoll set of this shard's upgraded connections.
+    pub poller: Poller,
+    /// Reused for every harvest of the epoll set.
+    pub ready_scratch: Vec<Ready>,
+    /// Connections that stopped reading before `EAGAIN` (fairness, or reads resumed).
+    pub read_again: Vec<(usize, u64)>,
+    /// Connections to forget and close (see [`Shard::reap_later`]).
+    pub done: Vec<(usize, u64)>,
+    /// Wakes the I/O loop when `done` or `read_again` gets work.
+    pub io_waker: Option<Waker>,
 }
 
 impl Shard {
@@ -141,6 +151,11 @@ impl Shard {
             next_seq: 1,
             shutting_down: false,
             shutdown_waker: None,
+            poller: Poller::new().expect("an epoll set for the shard"),
+            ready_scratch: Vec::with_capacity(EVENTS_PER_WAIT_MAX),
+            read_again: Vec::new(),
+            done: Vec::new(),
+            io_waker: None,
         }
     }
 
@@ -154,6 +169,7 @@ impl Shard {
             id,
             fd,
             self.config.send_queue_bytes,
+            self.config.max_message_bytes,
             Instant::now(),
         ));
         self.stats.connections.fetch_add(1, RELAXED);
@@ -243,7 +259,6 @@ impl Shard {
             peer_closed: false,
             deadline: Instant::now() + CLOSE_LINGER,
         };
-        conn.wake();
         self.enqueue_control(key, close_frame(code, reason));
     }
 
@@ -289,7 +304,21 @@ impl Shard {
         ) && conn.queue.is_empty()
         {
             conn.phase = Phase::Done;
-            conn.wake();
+            self.reap_later(key);
+        }
+    }
+
+    /// Connection `key` is done: the I/O loop forgets it and closes its socket, outside of
+    /// whatever handler is running now (member lists may be being walked).
+    pub fn reap_later(&mut self, key: usize) {
+        let id = self.conns[key].id;
+        self.done.push((key, id));
+        self.wake_io();
+    }
+
+    pub fn wake_io(&mut self) {
+        if let Some(w) = self.io_waker.take() {
+            w.wake();
         }
     }
 
@@ -307,11 +336,12 @@ impl Shard {
         let interval = self.config.ping_interval();
         let mut ping = Vec::new();
         let mut dead = Vec::new();
+        let mut lingered = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             match conn.phase {
                 Phase::Closing { deadline, .. } if now >= deadline => {
                     conn.phase = Phase::Done;
-                    conn.wake();
+                    lingered.push(key);
                 }
                 Phase::Open => {
                     let Some(interval) = interval else { continue };
@@ -326,6 +356,9 @@ impl Shard {
                 }
                 _ => {}
             }
+        }
+        for key in lingered {
+            self.reap_later(key);
         }
         for key in ping {
             self.enqueue_control(key, server_frame(OP_PING, b""));
@@ -679,9 +712,11 @@ impl Shard {
             for key in std::mem::take(&mut self.paused_readers) {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.read_paused = false;
-                    conn.wake();
+                    // Edge-triggered: what arrived meanwhile is only read if we go look.
+                    self.read_again.push((key, conn.id));
                 }
             }
+            self.wake_io();
         }
         let mut i = 0;
         while i < self.dirty.len() {
@@ -737,16 +772,38 @@ impl Shard {
                 }
             }
         }
-        if conn.write_blocked || conn.phase == Phase::Done {
-            conn.wake();
+        if conn.phase == Phase::Done {
+            self.reap_later(key);
+        } else if conn.write_blocked {
+            if !conn.write_interest {
+                conn.write_interest = true;
+                let (fd, token) = (conn.fd, conn.token(key));
+                if let Err(e) = self.poller.set_write_interest(fd, token, true) {
+                    tracing::warn!(%e, "cannot watch a socket for writability");
+                    self.conns[key].phase = Phase::Done;
+                    self.reap_later(key);
+                }
+            }
         } else {
             self.finish_if_flushed(key);
         }
     }
 
-    /// The session finished writing what the flusher could not.
-    pub fn after_blocked_write(&mut self, key: usize) {
-        self.finish_if_flushed(key);
+    /// The socket of connection `key` takes more: write what waited.
+    pub fn on_writable(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.write_blocked {
+            return;
+        }
+        conn.write_blocked = false;
+        self.write_conn(key);
+        let conn = &mut self.conns[key];
+        if !conn.write_blocked && conn.write_interest && conn.phase != Phase::Done {
+            conn.write_interest = false;
+            let (fd, token) = (conn.fd, conn.token(key));
+            // Failing leaves writability watched: a spurious event later, nothing worse.
+            let _ = self.poller.set_write_interest(fd, token, false);
+        }
     }
 }
 

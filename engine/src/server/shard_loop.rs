@@ -1,4 +1,5 @@
-//! A shard's tasks: accept, inbox, flusher, batch timer and housekeeping, and its shutdown.
+//! A shard's tasks: accept, I/O (every upgraded socket, through one epoll set), inbox,
+//! flusher, batch timer and housekeeping, and its shutdown.
 //!
 //! Invariant: the flusher runs after the tasks woken in the same executor turn (it is woken by
 //! the first frame queued and queued behind them), so frames of one turn leave in one write.
@@ -51,6 +52,7 @@ pub async fn run(ctx: ShardContext) {
     )));
     let listener = Listener::from_fd(ctx.listener_fd);
     let accept = runtime::spawn(accept_loop(shard.clone(), listener));
+    runtime::spawn_detached(io_loop(shard.clone()));
     runtime::spawn_detached(inbox_loop(shard.clone()));
     runtime::spawn_detached(flusher_loop(shard.clone()));
     runtime::spawn_detached(batch_loop(shard.clone()));
@@ -80,6 +82,7 @@ pub async fn run(ctx: ShardContext) {
         left = shard.borrow().conns.len(),
         "shard stopped"
     );
+    shard.borrow_mut().close_remaining();
     let _ = ctx.stopped.send(id);
 }
 
@@ -92,6 +95,36 @@ async fn accept_loop(shard: ShardRef, listener: Listener) {
                 runtime::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Serves every upgraded socket of the shard: waits for the epoll set (or for connections to
+/// reap or read again), then serves what is ready.
+async fn io_loop(shard: ShardRef) {
+    loop {
+        if shard.borrow_mut().service_io() {
+            runtime::yield_now().await;
+            continue;
+        }
+        let made = shard.borrow().poller.readiness();
+        let mut readiness = match made {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(%e, "cannot wait on the epoll set");
+                runtime::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        poll_fn(|cx| {
+            let mut sh = shard.borrow_mut();
+            if sh.io_pending() {
+                return Poll::Ready(());
+            }
+            sh.io_waker = Some(cx.waker().clone());
+            drop(sh);
+            readiness.poll_ready(cx)
+        })
+        .await;
     }
 }
 
