@@ -68,13 +68,6 @@ impl Shard {
         Ok(self.room_name(key, room))
     }
 
-    fn authenticated(&self, key: usize) -> Result<Arc<User>, AppError> {
-        self.conns[key]
-            .authenticated_user()
-            .cloned()
-            .ok_or(AppError::AuthRequired)
-    }
-
     pub(super) fn create(
         &mut self,
         key: usize,
@@ -326,6 +319,22 @@ impl Shard {
         Ok(())
     }
 
+    /// A logged-in member's request about `room`, routed to the room's owner and acked.
+    fn user_room_request(
+        &mut self,
+        key: usize,
+        room: &str,
+        reference: Option<&[u8]>,
+        make: impl FnOnce(Arc<str>, ConnRef, Arc<User>) -> ShardMsg,
+    ) -> Result<(), AppError> {
+        let user = self.user_of(key)?;
+        let name = self.member_room(key, room)?;
+        let conn = self.conn_ref(key);
+        self.route_room(&name.clone(), make(name, conn, user));
+        self.ack(key, reference);
+        Ok(())
+    }
+
     pub(super) fn read(
         &mut self,
         key: usize,
@@ -333,20 +342,12 @@ impl Shard {
         up_to: u64,
         reference: Option<&[u8]>,
     ) -> Result<(), AppError> {
-        let user = self.authenticated(key)?;
-        let name = self.member_room(key, room)?;
-        let conn = self.conn_ref(key);
-        self.route_room(
-            &name.clone(),
-            ShardMsg::Read {
-                room: name,
-                conn,
-                user,
-                up_to,
-            },
-        );
-        self.ack(key, reference);
-        Ok(())
+        self.user_room_request(key, room, reference, |room, conn, user| ShardMsg::Read {
+            room,
+            conn,
+            user,
+            up_to,
+        })
     }
 
     pub(super) fn typing(
@@ -356,20 +357,12 @@ impl Shard {
         on: bool,
         reference: Option<&[u8]>,
     ) -> Result<(), AppError> {
-        let user = self.authenticated(key)?;
-        let name = self.member_room(key, room)?;
-        let conn = self.conn_ref(key);
-        self.route_room(
-            &name.clone(),
-            ShardMsg::Typing {
-                room: name,
-                conn,
-                user,
-                on,
-            },
-        );
-        self.ack(key, reference);
-        Ok(())
+        self.user_room_request(key, room, reference, |room, conn, user| ShardMsg::Typing {
+            room,
+            conn,
+            user,
+            on,
+        })
     }
 
     // ----- the owner's side ---------------------------------------------------------------

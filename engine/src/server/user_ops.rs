@@ -146,7 +146,8 @@ impl Shard {
         }
     }
 
-    fn user_of(&self, key: usize) -> Result<Arc<User>, AppError> {
+    /// The logged-in user of connection `key`; guests get `auth_required`.
+    pub(super) fn user_of(&self, key: usize) -> Result<Arc<User>, AppError> {
         self.conns[key]
             .authenticated_user()
             .cloned()
