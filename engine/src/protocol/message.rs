@@ -448,6 +448,86 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_chat_messages() {
+        with(
+            r#"{"type":"room:create","room":"dev","description":"d","password":"","maxUsers":5}"#,
+            |p| {
+                assert_eq!(
+                    p.message,
+                    Ok(ClientMessage::Create {
+                        room: "dev",
+                        description: Some("d"),
+                        password: None,
+                        max_users: Some(5)
+                    })
+                );
+            },
+        );
+        with(r#"{"type":"message:history","room":"r","before":9}"#, |p| {
+            assert_eq!(
+                p.message,
+                Ok(ClientMessage::History {
+                    room: "r",
+                    limit: HISTORY_PAGE_DEFAULT,
+                    before: Some(9)
+                })
+            );
+        });
+        with(r#"{"type":"notification:read","ids":[1,2]}"#, |p| {
+            assert_eq!(
+                p.message,
+                Ok(ClientMessage::NotificationRead { ids: vec![1, 2] })
+            );
+        });
+        with(r#"{"type":"typing:stop","room":"r"}"#, |p| {
+            assert_eq!(
+                p.message,
+                Ok(ClientMessage::Typing {
+                    room: "r",
+                    on: false
+                })
+            );
+        });
+    }
+
+    #[test]
+    fn chat_fields_are_checked() {
+        let code = |t: &str| with(t, |p| p.message.unwrap_err().code());
+        let long = "x".repeat(ROOM_DESCRIPTION_BYTES_MAX + 1);
+        assert_eq!(
+            code(&format!(
+                r#"{{"type":"room:create","room":"a","description":"{long}"}}"#
+            )),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"room:create","room":"a","maxUsers":0}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"message:history","room":"a","limit":101}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"message:read","room":"a"}"#),
+            "missing_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"presence:update","status":"offline"}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"notification:read","ids":["x"]}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"message:direct","content":1}"#),
+            "missing_field"
+        );
+        assert_eq!(code(r#"{"type":"auth:login"}"#), "missing_field");
+    }
+
+    #[test]
     fn unknown_type_keeps_the_ref() {
         with(r#"{"type":"nope","ref":"abc"}"#, |p| {
             assert_eq!(p.reference.as_deref(), Some(&br#""abc""#[..]));
