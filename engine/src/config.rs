@@ -184,6 +184,35 @@ mod tests {
     }
 
     #[test]
+    fn the_tuning_profiles_are_valid() {
+        for name in ["latency", "throughput"] {
+            let path = format!("{}/../tuning/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let c: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn rate_limits_parse_or_are_refused() {
+        let c = Config {
+            rate_limit: "chat".into(),
+            ..Config::default()
+        };
+        assert_eq!(c.rate_limit(), Some(RateLimit::CHAT));
+        let bad = Config {
+            rate_limit: "lots".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+        let short_secret = Config {
+            auth_secret: Some("short".into()),
+            ..Config::default()
+        };
+        assert!(short_secret.validate().is_err());
+    }
+
+    #[test]
     fn rejects_unbounded_settings() {
         let c = Config {
             send_queue_bytes: 10,
