@@ -1,13 +1,16 @@
 // The room subset corecast is compared on, on Bun's built-in WebSocket pub/sub (uWebSockets):
 // room:join {room} subscribes; message:send {room, content} publishes
-// message:new {room, id, content, ts} to every member, the sender included.
+// message:new {room, id, from, content, ts} to every member, the sender included; `from` is
+// the sender as corecast names a guest, so both servers send the same bytes per message.
 const port = Number(process.env.PORT || 3001);
 let nextId = 1;
+let nextConn = 1;
 const server = Bun.serve({
   port,
   hostname: "127.0.0.1",
   fetch(req, server) {
-    if (server.upgrade(req)) return;
+    const id = nextConn++;
+    if (server.upgrade(req, { data: { from: { userId: `guest:${id}`, username: `guest-${id}` } } })) return;
     return new Response("websocket only", { status: 400 });
   },
   websocket: {
@@ -20,7 +23,8 @@ const server = Bun.serve({
         ws.send(JSON.stringify({ type: "room:joined", room: msg.room }));
       } else if (msg.type === "message:send") {
         server.publish(msg.room, JSON.stringify({
-          type: "message:new", room: msg.room, id: nextId++, content: msg.content, ts: Date.now(),
+          type: "message:new", room: msg.room, id: nextId++, from: ws.data.from, content: msg.content,
+          ts: Date.now(),
         }));
       }
     },

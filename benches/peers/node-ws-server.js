@@ -1,13 +1,17 @@
 // The room subset corecast is compared on, on Node.js with `ws`: room:join {room} subscribes;
-// message:send {room, content} publishes message:new {room, id, content, ts} to every member,
-// the sender included. The message is serialized once per publish.
+// message:send {room, content} publishes message:new {room, id, from, content, ts} to every
+// member, the sender included (`from` names the sender as corecast names a guest). The message
+// is serialized once per publish.
 const { WebSocketServer } = require("ws");
 const port = Number(process.env.PORT || 3002);
 const rooms = new Map();
 let nextId = 1;
+let nextConn = 1;
 const wss = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate: false });
 wss.on("connection", (ws) => {
   const joined = new Set();
+  const id = nextConn++;
+  const from = { userId: `guest:${id}`, username: `guest-${id}` };
   ws.on("message", (data) => {
     let msg;
     try { msg = JSON.parse(data); } catch { return; }
@@ -20,7 +24,7 @@ wss.on("connection", (ws) => {
       const members = rooms.get(msg.room);
       if (!members) return;
       const out = JSON.stringify({
-        type: "message:new", room: msg.room, id: nextId++, content: msg.content, ts: Date.now(),
+        type: "message:new", room: msg.room, id: nextId++, from, content: msg.content, ts: Date.now(),
       });
       for (const m of members) m.send(out);
     }
