@@ -122,18 +122,37 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Writes an unmasked, final server frame header for `payload_len` bytes.
-pub fn put_header(out: &mut impl BufMut, opcode: u8, payload_len: usize) {
-    out.put_u8(0x80 | opcode);
+/// Writes a frame header: the first byte `b0` (FIN, RSV bits, opcode), the payload length,
+/// and, for a client frame, the mask bit and `mask`.
+fn put_frame_header(out: &mut impl BufMut, b0: u8, payload_len: usize, mask: Option<[u8; 4]>) {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    out.put_u8(b0);
     if payload_len < 126 {
-        out.put_u8(payload_len as u8);
+        out.put_u8(mask_bit | payload_len as u8);
     } else if payload_len <= u16::MAX as usize {
-        out.put_u8(126);
+        out.put_u8(mask_bit | 126);
         out.put_u16(payload_len as u16);
     } else {
-        out.put_u8(127);
+        out.put_u8(mask_bit | 127);
         out.put_u64(payload_len as u64);
     }
+    if let Some(mask) = mask {
+        out.put_slice(&mask);
+    }
+}
+
+/// Writes an unmasked, final server frame header for `payload_len` bytes.
+pub fn put_header(out: &mut impl BufMut, opcode: u8, payload_len: usize) {
+    put_frame_header(out, 0x80 | opcode, payload_len, None);
+}
+
+/// Appends a complete client frame (masked, as RFC 6455 5.3 requires of clients) whose first
+/// byte is `b0`: for load generators and tests, which also send frames a browser would not.
+pub fn put_client_frame(out: &mut Vec<u8>, b0: u8, payload: &[u8], mask: [u8; 4]) {
+    put_frame_header(out, b0, payload.len(), Some(mask));
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask);
 }
 
 /// Opcode of a text frame.
@@ -176,21 +195,8 @@ mod tests {
 
     /// Builds a masked client frame the way a browser would.
     pub(crate) fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut out = vec![b0];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 65535 {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&mask);
-        let mut p = payload.to_vec();
-        apply_mask(&mut p, mask);
-        out.extend_from_slice(&p);
+        let mut out = Vec::new();
+        put_client_frame(&mut out, b0, payload, mask);
         out
     }
 

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use corecast::protocol::frame::put_client_frame;
 use corecast::{Config, Server, ServerHandle};
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -239,20 +240,8 @@ impl Raw {
 
     /// Writes one masked frame with the given first byte.
     pub fn frame(&mut self, b0: u8, payload: &[u8]) {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![b0];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 65535 {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut out = Vec::new();
+        put_client_frame(&mut out, b0, payload, [0x37, 0xfa, 0x21, 0x3d]);
         self.stream.write_all(&out).unwrap();
     }
 
