@@ -351,21 +351,23 @@ def main():
         if svg:
             (RESULTS / f"compare-{stamp}-{scenario}.svg").write_text(svg)
             md += [f"![{scenario}](compare-{stamp}-{scenario}.svg)", ""]
-    if "idle" in scenarios:
-        md += ["## idle connections", "", "| server | connections | user-space bytes per connection | RSS MB |", "|---|---|---|---|"]
+    # Per-server tables: (scenario, title, header, columns as (key, format)).
+    tables = [
+        ("idle", "idle connections", ["connections", "user-space bytes per connection", "RSS MB"],
+         [("conns", "{}"), ("bytes_per_conn", "{:,.0f}"), ("rss_mb", "{:.0f}")]),
+        ("connect-storm", "connect storm (5,000 at once)", ["connected", "connects/s", "handshake p99 ms"],
+         [("conns", "{}"), ("connects_per_sec", "{:,.0f}"), ("handshake_p99_ms", "{:.1f}")]),
+    ]
+    for scenario, title, header, columns in tables:
+        if scenario not in scenarios:
+            continue
+        md += [f"## {title}", "", "| server | " + " | ".join(header) + " |",
+               "|---|" + "---|" * len(header)]
         for name in servers:
-            mine = [r for r in rows if r["scenario"] == "idle" and r["server"] == name]
+            mine = [r for r in rows if r["scenario"] == scenario and r["server"] == name]
             if mine:
-                md.append(f"| {name} | {median([r['conns'] for r in mine])} | "
-                          f"{median([r['bytes_per_conn'] for r in mine]):,.0f} | {median([r['rss_mb'] for r in mine]):.0f} |")
-        md.append("")
-    if "connect-storm" in scenarios:
-        md += ["## connect storm (5,000 at once)", "", "| server | connected | connects/s | handshake p99 ms |", "|---|---|---|---|"]
-        for name in servers:
-            mine = [r for r in rows if r["scenario"] == "connect-storm" and r["server"] == name]
-            if mine:
-                md.append(f"| {name} | {median([r['conns'] for r in mine])} | "
-                          f"{median([r['connects_per_sec'] for r in mine]):,.0f} | {median([r['handshake_p99_ms'] for r in mine]):.1f} |")
+                cells = [fmt.format(median([r[k] for r in mine])) for k, fmt in columns]
+                md.append(f"| {name} | " + " | ".join(cells) + " |")
         md.append("")
     out = RESULTS / f"compare-{stamp}.md"
     out.write_text("\n".join(md))

@@ -5,26 +5,9 @@ use corecast::protocol::event::{batch, message_new};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
-fn bench(c: &mut Criterion) {
-    let mut g = c.benchmark_group("batch");
-    g.throughput(Throughput::Elements(10));
-    g.bench_function("encode_10_and_frame", |b| {
-        b.iter(|| {
-            let msgs: Vec<Vec<u8>> = (0..10)
-                .map(|i| {
-                    message_new(
-                        "general",
-                        i,
-                        br#"{"userId":"u7","username":"alice"}"#,
-                        br#""Hello everyone!""#,
-                        1_795_000_000_000,
-                    )
-                })
-                .collect();
-            black_box(batch(&msgs))
-        })
-    });
-    let msgs: Vec<Vec<u8>> = (0..10)
+/// Ten typical chat messages, encoded as the owner encodes them.
+fn ten_messages() -> Vec<Vec<u8>> {
+    (0..10)
         .map(|i| {
             message_new(
                 "general",
@@ -34,7 +17,16 @@ fn bench(c: &mut Criterion) {
                 1_795_000_000_000,
             )
         })
-        .collect();
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(10));
+    g.bench_function("encode_10_and_frame", |b| {
+        b.iter(|| black_box(batch(&ten_messages())))
+    });
+    let msgs = ten_messages();
     g.bench_function("frame_10_encoded", |b| {
         b.iter(|| black_box(batch(black_box(&msgs))))
     });
