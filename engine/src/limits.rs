@@ -92,11 +92,14 @@ pub const ROOM_DESCRIPTION_BYTES_MAX: usize = 256;
 pub const ROOM_PASSWORD_BYTES_MAX: usize = 128;
 
 /// Connections one room may hold across all shards; joining more is `room_full`. Also the
-/// largest `maxUsers`. Fan-out of one message to this many is ~20 ms of one core.
+/// largest `maxUsers`. Bounds the work one message can cause: a frame reference queued per
+/// member.
 pub const ROOM_MEMBERS_MAX: usize = 100_000;
 
 /// Rooms one shard keeps (owned rooms, including empty ones kept for their history); making
-/// more is `room_limit`. With full histories of small messages this is a few GiB at most.
+/// more is `room_limit`. Together with `--history-messages` it bounds history memory: at the
+/// extreme, 100,000 rooms x 1000 messages x ~200 bytes is ~20 GB per shard, so hosts with
+/// many busy rooms should keep fewer messages per room.
 pub const ROOMS_PER_SHARD_MAX: usize = 100_000;
 
 /// Default number of messages kept per room (`--history-messages`), as seed 001 keeps.
@@ -139,8 +142,10 @@ pub const AWAY_AFTER_DEFAULT: Duration = Duration::from_secs(300);
 /// `content_too_large` (`--max-content-bytes`).
 pub const CONTENT_BYTES_DEFAULT: usize = 16 * 1024;
 
-/// Users (with their notifications) one shard's directory keeps, online or not; a login
-/// beyond it is `user_limit`.
+/// Users (with their notifications) one shard's directory keeps. Connected users always have
+/// a record (they are bounded by the connections); beyond this, a user going offline is
+/// forgotten, and a notification for an unknown user is dropped; both count in
+/// `users_evicted`.
 pub const USERS_PER_SHARD_MAX: usize = 1_000_000;
 
 /// Notifications kept per user; the oldest go first.

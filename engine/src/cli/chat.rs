@@ -21,6 +21,9 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often the socket is polled between stdin lines.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Typed lines waiting for the main thread; beyond it the stdin reader waits (pasted or
+/// scripted input is sent in order, never dropped).
+const LINES_QUEUED_MAX: usize = 256;
 /// Time to connect and complete the upgrade.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time `/quit` waits for the server's answers to arrive before closing.
@@ -102,7 +105,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
 }
 
 fn stdin_lines() -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(LINES_QUEUED_MAX);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
