@@ -117,8 +117,6 @@ pub enum AppError {
     RoomFull { room: String, max: usize },
     #[error("this shard holds {max} rooms already")]
     RoomLimit { max: usize },
-    #[error("this shard knows {max} users already")]
-    UserLimit { max: usize },
     #[error("content is {size} bytes; at most {max}")]
     ContentTooLarge { size: usize, max: usize },
     #[error("rate limit: {limit} messages per {window_ms} ms; retry in {retry_ms} ms")]
@@ -153,7 +151,6 @@ impl AppError {
             AppError::WrongPassword { .. } => "wrong_password",
             AppError::RoomFull { .. } => "room_full",
             AppError::RoomLimit { .. } => "room_limit",
-            AppError::UserLimit { .. } => "user_limit",
             AppError::ContentTooLarge { .. } => "content_too_large",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::UnknownUser { .. } => "unknown_user",

@@ -23,7 +23,6 @@ pub struct RoomInfo {
     pub description: Box<str>,
     pub password: Option<Box<str>>,
     pub max_users: Option<u32>,
-    pub created_by: Option<Arc<User>>,
 }
 
 /// A user present in a room, as the owner knows them.

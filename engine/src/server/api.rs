@@ -104,13 +104,17 @@ fn act(sh: &mut Shard, endpoint: ApiEndpoint, body: &[u8]) -> Answer {
     match endpoint {
         ApiEndpoint::Notify => {
             let Some(user_id) = text("userId", USER_ID_BYTES_MAX) else {
-                return bad("userId: a string of 1 to 128 bytes");
+                return bad(&format!(
+                    "userId: a string of 1 to {USER_ID_BYTES_MAX} bytes"
+                ));
             };
             let (Some(title), Some(body)) = (
                 text("title", NOTIFICATION_TEXT_BYTES_MAX),
                 text("body", NOTIFICATION_TEXT_BYTES_MAX),
             ) else {
-                return bad("title and body: strings of 1 to 1024 bytes");
+                return bad(&format!(
+                    "title and body: strings of 1 to {NOTIFICATION_TEXT_BYTES_MAX} bytes"
+                ));
             };
             let msg = ShardMsg::Notify {
                 user_id: user_id.into(),
@@ -118,7 +122,7 @@ fn act(sh: &mut Shard, endpoint: ApiEndpoint, body: &[u8]) -> Answer {
                 title: title.into(),
                 body: body.into(),
             };
-            sh.route_user(user_id, msg);
+            sh.route_user(msg);
         }
         ApiEndpoint::Publish => {
             let Some(room) = v
@@ -141,7 +145,7 @@ fn act(sh: &mut Shard, endpoint: ApiEndpoint, body: &[u8]) -> Answer {
                 );
             }
             let room: Arc<str> = Arc::from(room);
-            sh.route_room(&room.clone(), ShardMsg::ApiPublish { room, content });
+            sh.route_room(ShardMsg::ApiPublish { room, content });
         }
     }
     sh.stats

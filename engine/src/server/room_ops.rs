@@ -25,6 +25,23 @@ use crate::protocol::message::AppError;
 use crate::rooms::{Batcher, Deadline, Ownership, Room, RoomInfo};
 use crate::users::{preview, Status, User};
 
+/// The users present in a room with their status, as JSON objects (at most
+/// [`ROOM_USERS_LISTED_MAX`]), and how many were left out.
+fn presence_entries(o: &Ownership) -> (Vec<Vec<u8>>, usize) {
+    let users: Vec<Vec<u8>> = o
+        .users
+        .values()
+        .take(ROOM_USERS_LISTED_MAX)
+        .map(|u| {
+            let mut entry = Vec::new();
+            event::presence_entry(&mut entry, u.user.json(), u.status.as_str(), u.last_seen);
+            entry
+        })
+        .collect();
+    let more = o.users.len() - users.len();
+    (users, more)
+}
+
 /// A `room:list` waiting for every shard's part.
 #[derive(Debug)]
 pub struct Gather {
@@ -85,16 +102,13 @@ impl Shard {
             password: password.map(Into::into),
             max_users,
         };
-        self.route_room(
-            &room.clone(),
-            ShardMsg::Create {
-                room,
-                settings,
-                by,
-                conn,
-                reference: reference.map(<[u8]>::to_vec),
-            },
-        );
+        self.route_room(ShardMsg::Create {
+            room,
+            settings,
+            by,
+            conn,
+            reference: reference.map(<[u8]>::to_vec),
+        });
         Ok(())
     }
 
@@ -153,17 +167,14 @@ impl Shard {
             .map_or(Status::Online, |l| l.status);
         let conn = self.conn_ref(key);
         self.conns[key].pending_joins.push(name.clone());
-        self.route_room(
-            &name.clone(),
-            ShardMsg::Join {
-                room: name,
-                conn,
-                user,
-                status,
-                password: password.map(Into::into),
-                reference: reference.map(<[u8]>::to_vec),
-            },
-        );
+        self.route_room(ShardMsg::Join {
+            room: name,
+            conn,
+            user,
+            status,
+            password: password.map(Into::into),
+            reference: reference.map(<[u8]>::to_vec),
+        });
         Ok(())
     }
 
@@ -187,13 +198,10 @@ impl Shard {
         if waiting.is_none() {
             // Closed or left before the answer: undo an accepted join.
             if result.is_ok() {
-                self.route_room(
-                    &room.clone(),
-                    ShardMsg::Leave {
-                        room,
-                        conn_id: conn.id,
-                    },
-                );
+                self.route_room(ShardMsg::Leave {
+                    room,
+                    conn_id: conn.id,
+                });
             }
             return;
         }
@@ -257,13 +265,10 @@ impl Shard {
         let name = room.name.clone();
         self.rooms.remove_if_disposable(rk);
         self.count_rooms();
-        self.route_room(
-            &name.clone(),
-            ShardMsg::Leave {
-                room: name,
-                conn_id,
-            },
-        );
+        self.route_room(ShardMsg::Leave {
+            room: name,
+            conn_id,
+        });
     }
 
     /// Leaves every joined and pending room (close, disconnect).
@@ -285,16 +290,13 @@ impl Shard {
         let name = self.member_room(key, room)?;
         let from = self.conns[key].speaker();
         let conn = self.conn_ref(key);
-        self.route_room(
-            &name.clone(),
-            ShardMsg::Publish {
-                room: name,
-                conn,
-                from,
-                content,
-                reference: reference.map(<[u8]>::to_vec),
-            },
-        );
+        self.route_room(ShardMsg::Publish {
+            room: name,
+            conn,
+            from,
+            content,
+            reference: reference.map(<[u8]>::to_vec),
+        });
         Ok(())
     }
 
@@ -307,15 +309,12 @@ impl Shard {
     ) -> Result<(), AppError> {
         let name = self.member_room(key, room)?;
         let conn = self.conn_ref(key);
-        self.route_room(
-            &name.clone(),
-            ShardMsg::Query {
-                room: name,
-                conn,
-                query,
-                reference: reference.map(<[u8]>::to_vec),
-            },
-        );
+        self.route_room(ShardMsg::Query {
+            room: name,
+            conn,
+            query,
+            reference: reference.map(<[u8]>::to_vec),
+        });
         Ok(())
     }
 
@@ -330,7 +329,7 @@ impl Shard {
         let user = self.user_of(key)?;
         let name = self.member_room(key, room)?;
         let conn = self.conn_ref(key);
-        self.route_room(&name.clone(), make(name, conn, user));
+        self.route_room(make(name, conn, user));
         self.ack(key, reference);
         Ok(())
     }
@@ -469,24 +468,15 @@ impl Shard {
             let user = user.expect("only users arrive");
             let name = self.rooms.get(rk).expect("owned").name.clone();
             self.fanout(rk, event::user_moved(true, &name, user.json()));
-            self.route_user(
-                &user.id,
-                ShardMsg::UserRoom {
-                    user: user.clone(),
-                    room: name,
-                    present: true,
-                },
-            );
+            self.route_user(ShardMsg::UserRoom {
+                user: user.clone(),
+                room: name,
+                present: true,
+            });
         }
         let room = self.rooms.get(rk).expect("a member keeps it");
         let o = room.owner.as_ref().expect("owned");
-        let mut users = Vec::new();
-        for u in o.users.values().take(ROOM_USERS_LISTED_MAX) {
-            let mut entry = Vec::new();
-            event::presence_entry(&mut entry, u.user.json(), u.status.as_str(), u.last_seen);
-            users.push(entry);
-        }
-        let more = o.users.len() - users.len();
+        let (users, more) = presence_entries(o);
         let recent = o.history.recent(JOIN_RECENT_MESSAGES, o.batcher.held_len());
         Ok(event::joined(
             &room.name,
@@ -513,14 +503,11 @@ impl Shard {
             if typing_changed {
                 self.typing_changed(rk);
             }
-            self.route_user(
-                &user.id,
-                ShardMsg::UserRoom {
-                    user: user.clone(),
-                    room: name,
-                    present: false,
-                },
-            );
+            self.route_user(ShardMsg::UserRoom {
+                user: user.clone(),
+                room: name,
+                present: false,
+            });
         }
         if self.rooms.get(rk).is_some() {
             self.rooms.remove_if_disposable(rk);
@@ -676,15 +663,12 @@ impl Shard {
         let title = format!("{} mentioned you in {}", from.name, room.name);
         let body = preview(content);
         for user_id in targets {
-            self.route_user(
-                &user_id.clone(),
-                ShardMsg::Notify {
-                    user_id,
-                    kind: "mention",
-                    title: title.clone(),
-                    body: body.clone(),
-                },
-            );
+            self.route_user(ShardMsg::Notify {
+                user_id,
+                kind: "mention",
+                title: title.clone(),
+                body: body.clone(),
+            });
         }
     }
 
@@ -720,7 +704,6 @@ impl Shard {
             description: settings.description,
             password: settings.password,
             max_users: settings.max_users,
-            created_by: Some(by),
         };
         self.deliver_to_conn(conn, frame);
     }
@@ -747,18 +730,7 @@ impl Shard {
                 event::history(room, page.map(|b| &b[..]), has_more, reference.as_deref())
             }
             RoomQuery::Presence => {
-                let mut users = Vec::new();
-                for u in o.users.values().take(ROOM_USERS_LISTED_MAX) {
-                    let mut entry = Vec::new();
-                    event::presence_entry(
-                        &mut entry,
-                        u.user.json(),
-                        u.status.as_str(),
-                        u.last_seen,
-                    );
-                    users.push(entry);
-                }
-                let more = o.users.len() - users.len();
+                let (users, more) = presence_entries(o);
                 event::presence_list(
                     room,
                     users.iter().map(Vec::as_slice),

@@ -559,14 +559,18 @@ impl Shard {
         }
     }
 
-    /// Routes `msg` to the owner of room `room`.
-    pub fn route_room(&mut self, room: &str, msg: ShardMsg) {
-        self.route(owner_shard(room, self.shards), msg);
+    /// Routes `msg` to the owner of the room it names.
+    pub fn route_room(&mut self, msg: ShardMsg) {
+        let room = msg.room().expect("a message for a room's owner");
+        let to = owner_shard(room, self.shards);
+        self.route(to, msg);
     }
 
-    /// Routes `msg` to the owner of user `user_id`.
-    pub fn route_user(&mut self, user_id: &str, msg: ShardMsg) {
-        self.route(owner_shard(user_id, self.shards), msg);
+    /// Routes `msg` to the owner of the user it names.
+    pub fn route_user(&mut self, msg: ShardMsg) {
+        let user = msg.user().expect("a message for a user's owner");
+        let to = owner_shard(user, self.shards);
+        self.route(to, msg);
     }
 
     /// A message for this shard's handlers, from another shard or routed here (adoption and

@@ -189,3 +189,34 @@ pub enum ShardMsg {
     /// Stop: close every connection with 1001 and end the shard.
     Shutdown,
 }
+
+impl ShardMsg {
+    /// The room whose owner handles this message (messages to a room's owner).
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            ShardMsg::Join { room, .. }
+            | ShardMsg::Leave { room, .. }
+            | ShardMsg::Publish { room, .. }
+            | ShardMsg::Create { room, .. }
+            | ShardMsg::Query { room, .. }
+            | ShardMsg::Read { room, .. }
+            | ShardMsg::Typing { room, .. }
+            | ShardMsg::ApiPublish { room, .. } => Some(room),
+            _ => None,
+        }
+    }
+
+    /// The user whose owner handles this message (messages to a user's owner).
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            ShardMsg::Attach { user, .. } | ShardMsg::UserRoom { user, .. } => Some(&user.id),
+            ShardMsg::Detach { user_id, .. }
+            | ShardMsg::Idle { user_id, .. }
+            | ShardMsg::SetStatus { user_id, .. }
+            | ShardMsg::Notifications { user_id, .. } => Some(user_id),
+            ShardMsg::Notify { user_id, .. } => Some(user_id),
+            ShardMsg::Direct { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+}

@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::shard::{unix_ms, LocalUser, Shard};
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, ShardMsg};
 use crate::limits::{NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX, USERS_PER_SHARD_MAX};
@@ -59,7 +61,7 @@ impl Shard {
             .conns
             .push(key);
         let conn = self.conn_ref(key);
-        self.route_user(&user.id.clone(), ShardMsg::Attach { user, conn, login });
+        self.route_user(ShardMsg::Attach { user, conn, login });
     }
 
     /// Takes connection `key` out of its rooms and, for a user, out of their devices.
@@ -86,15 +88,12 @@ impl Shard {
             }
         }
         let shard = self.id;
-        self.route_user(
-            &user.id,
-            ShardMsg::Detach {
-                user_id: Arc::from(&*user.id),
-                shard,
-                was_idle,
-                rooms,
-            },
-        );
+        self.route_user(ShardMsg::Detach {
+            user_id: Arc::from(&*user.id),
+            shard,
+            was_idle,
+            rooms,
+        });
     }
 
     /// A client message arrived: the device is active.
@@ -107,13 +106,10 @@ impl Shard {
         conn.idle_reported = false;
         if let Some(user) = conn.authenticated_user().cloned() {
             let user_id = Arc::from(&*user.id);
-            self.route_user(
-                &user.id,
-                ShardMsg::Idle {
-                    user_id,
-                    idle: false,
-                },
-            );
+            self.route_user(ShardMsg::Idle {
+                user_id,
+                idle: false,
+            });
         }
     }
 
@@ -136,13 +132,10 @@ impl Shard {
                 .cloned()
                 .expect("checked");
             let user_id = Arc::from(&*user.id);
-            self.route_user(
-                &user.id,
-                ShardMsg::Idle {
-                    user_id,
-                    idle: true,
-                },
-            );
+            self.route_user(ShardMsg::Idle {
+                user_id,
+                idle: true,
+            });
         }
     }
 
@@ -163,7 +156,7 @@ impl Shard {
         let user = self.user_of(key)?;
         let status = Status::parse_settable(status).expect("validated by the parser");
         let user_id = Arc::from(&*user.id);
-        self.route_user(&user.id, ShardMsg::SetStatus { user_id, status });
+        self.route_user(ShardMsg::SetStatus { user_id, status });
         self.ack(key, reference);
         Ok(())
     }
@@ -179,17 +172,14 @@ impl Shard {
         let id = connection_id(self.id, self.next_direct_seq);
         self.next_direct_seq += 1;
         let conn = self.conn_ref(key);
-        self.route_user(
-            to,
-            ShardMsg::Direct {
-                id,
-                from,
-                to: to.into(),
-                content,
-                conn,
-                reference: reference.map(<[u8]>::to_vec),
-            },
-        );
+        self.route_user(ShardMsg::Direct {
+            id,
+            from,
+            to: to.into(),
+            content,
+            conn,
+            reference: reference.map(<[u8]>::to_vec),
+        });
         Ok(())
     }
 
@@ -201,20 +191,17 @@ impl Shard {
     ) -> Result<(), AppError> {
         let user = self.user_of(key)?;
         let conn = self.conn_ref(key);
-        self.route_user(
-            &user.id,
-            ShardMsg::Notifications {
-                user_id: Arc::from(&*user.id),
-                conn,
-                op,
-                reference: reference.map(<[u8]>::to_vec),
-            },
-        );
+        self.route_user(ShardMsg::Notifications {
+            user_id: Arc::from(&*user.id),
+            conn,
+            op,
+            reference: reference.map(<[u8]>::to_vec),
+        });
         Ok(())
     }
 
     /// A frame for every connection of `user_id` on this shard.
-    pub(super) fn deliver_to_local_user(&mut self, user_id: &str, frame: &bytes::Bytes) {
+    pub(super) fn deliver_to_local_user(&mut self, user_id: &str, frame: &Bytes) {
         let Some(local) = self.local_users.get(user_id) else {
             return;
         };
@@ -357,7 +344,7 @@ impl Shard {
     pub(super) fn owner_user_room(&mut self, user: &Arc<User>, room: Arc<str>, present: bool) {
         if present {
             // The room's owner may answer before the user's attach arrives: make the record.
-            match self.directory.get_or_create(user, unix_ms()) {
+            match self.directory.get_or_create(user) {
                 Ok(record) => {
                     record.rooms.insert(room);
                 }
@@ -381,21 +368,12 @@ impl Shard {
         conn: ConnRef,
         reference: Option<Vec<u8>>,
     ) {
-        let Some(record) = self.directory.get(to) else {
-            let frame = self.error_frame(
-                &AppError::UnknownUser { user: to.into() },
-                reference.as_deref(),
-            );
+        if self.directory.get(to).is_none() {
+            let err = AppError::UnknownUser { user: to.into() };
+            let frame = self.error_frame(&err, reference.as_deref());
             return self.deliver_to_conn(conn, frame);
-        };
-        let frame = event::direct(id, from.json(), content, unix_ms());
-        let user_id: Arc<str> = Arc::from(to);
-        let shards: Vec<usize> = record.shards().collect();
-        for shard in shards {
-            let user_id = user_id.clone();
-            let frame = frame.clone();
-            self.route(shard, ShardMsg::ToUser { user_id, frame });
         }
+        self.send_to_devices(to, &[event::direct(id, from.json(), content, unix_ms())]);
         let title = format!("New message from {}", from.name);
         self.owner_notify(to, "direct", &title, &preview(content));
         self.deliver_to_conn(conn, event::ack_id(reference.as_deref(), id));
@@ -408,7 +386,7 @@ impl Shard {
             Some(r) => r.user.clone(),
             None => User::new(user_id, user_id),
         };
-        let record = match self.directory.get_or_create(&user, now) {
+        let record = match self.directory.get_or_create(&user) {
             Ok(r) => r,
             Err(full) => {
                 self.stats.users_evicted.fetch_add(1, RELAXED);
@@ -427,17 +405,28 @@ impl Shard {
         let mut json = Vec::new();
         notification.write_json(&mut json, false);
         let unread = record.notifications.unread();
-        let shards: Vec<usize> = record.shards().collect();
         if dropped {
             self.stats.notifications_dropped.fetch_add(1, RELAXED);
         }
         self.count_users();
-        let new = event::notification_new(&json);
-        let count = event::notification_unread(unread);
+        let frames = [
+            event::notification_new(&json),
+            event::notification_unread(unread),
+        ];
+        self.send_to_devices(user_id, &frames);
+    }
+
+    /// Sends `frames` to every connection of user `user_id` (owned here), on every shard.
+    fn send_to_devices(&mut self, user_id: &str, frames: &[Bytes]) {
+        let shards: Vec<usize> = self
+            .directory
+            .get(user_id)
+            .map(|r| r.shards().collect())
+            .unwrap_or_default();
         let user_id: Arc<str> = Arc::from(user_id);
         for shard in shards {
-            for frame in [new.clone(), count.clone()] {
-                let user_id = user_id.clone();
+            for frame in frames {
+                let (user_id, frame) = (user_id.clone(), frame.clone());
                 self.route(shard, ShardMsg::ToUser { user_id, frame });
             }
         }
@@ -474,13 +463,7 @@ impl Shard {
             NotificationOp::Read(ids) => {
                 record.notifications.mark_read(&ids);
                 let frame = event::notification_unread(record.notifications.unread());
-                let shards: Vec<usize> = record.shards().collect();
-                let user_id: Arc<str> = Arc::from(user_id);
-                for shard in shards {
-                    let user_id = user_id.clone();
-                    let frame = frame.clone();
-                    self.route(shard, ShardMsg::ToUser { user_id, frame });
-                }
+                self.send_to_devices(user_id, &[frame]);
                 if let Some(r) = reference {
                     self.deliver_to_conn(conn, event::ack(&r));
                 }

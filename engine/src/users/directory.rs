@@ -17,21 +17,19 @@ pub struct UserRecord {
     total: u32,
     idle: u32,
     chosen: Status,
-    pub last_seen: u64,
     /// Rooms the user is in, as their owners report them.
     pub rooms: HashSet<Arc<str>>,
     pub notifications: Notifications,
 }
 
 impl UserRecord {
-    fn new(user: Arc<User>, now_ms: u64) -> Self {
+    fn new(user: Arc<User>) -> Self {
         Self {
             user,
             per_shard: HashMap::new(),
             total: 0,
             idle: 0,
             chosen: Status::Online,
-            last_seen: now_ms,
             rooms: HashSet::new(),
             notifications: Notifications::default(),
         }
@@ -109,18 +107,14 @@ impl Directory {
     }
 
     /// The record of `user`, made (offline) if there is none.
-    pub fn get_or_create(
-        &mut self,
-        user: &Arc<User>,
-        now_ms: u64,
-    ) -> Result<&mut UserRecord, DirectoryFull> {
+    pub fn get_or_create(&mut self, user: &Arc<User>) -> Result<&mut UserRecord, DirectoryFull> {
         if !self.records.contains_key(&*user.id) && self.records.len() >= self.max {
             return Err(DirectoryFull { max: self.max });
         }
         Ok(self
             .records
             .entry(Arc::from(&*user.id))
-            .or_insert_with(|| UserRecord::new(user.clone(), now_ms)))
+            .or_insert_with(|| UserRecord::new(user.clone())))
     }
 
     fn change(
@@ -136,7 +130,6 @@ impl Directory {
         if before == after {
             return None;
         }
-        r.last_seen = now_ms;
         Some(PresenceChange {
             status: after,
             last_seen: now_ms,
@@ -153,7 +146,7 @@ impl Directory {
         // Records of connected users are bounded by the connections; no limit applies here.
         self.records
             .entry(Arc::from(&*user.id))
-            .or_insert_with(|| UserRecord::new(user.clone(), now_ms))
+            .or_insert_with(|| UserRecord::new(user.clone()))
             .user = user.clone();
         self.change(&user.id, now_ms, |r| {
             if r.total == 0 {
@@ -242,10 +235,10 @@ mod tests {
         let mut d = Directory::new(1);
         d.attach(&User::new("a", "a"), 0, 0);
         assert_eq!(
-            d.get_or_create(&User::new("b", "b"), 0).unwrap_err(),
+            d.get_or_create(&User::new("b", "b")).unwrap_err(),
             DirectoryFull { max: 1 }
         );
-        assert!(d.get_or_create(&User::new("a", "a"), 0).is_ok());
+        assert!(d.get_or_create(&User::new("a", "a")).is_ok());
         d.attach(&User::new("c", "c"), 0, 0);
         assert_eq!(d.len(), 2);
     }
