@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::{room_on, server, Client};
 use serde_json::json;
@@ -69,6 +70,48 @@ fn members_on_both_shards_get_every_message_once_in_order() {
             next.values().copied().collect::<Vec<_>>(),
             vec![PER_PUBLISHER; 2]
         );
+    }
+    let stats: serde_json::Value = serde_json::from_str(&srv.stats_json()).unwrap();
+    assert_eq!(stats["published"], 2 * PER_PUBLISHER as u64);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn a_room_larger_than_one_flush_turn_gets_every_message_once_in_order() {
+    // More members on one shard than one flush call writes (1024), and many slices of a pass:
+    // messages read in the middle of a pass join it, and must still arrive once, in order.
+    const MEMBERS: usize = 1100;
+    const PER_PUBLISHER: usize = 100;
+    let srv = server(|c| c.batch_window_ms = 0);
+    let addr = srv.local_addr();
+    let room = room_on(0, 2, "crowd");
+    let mut members: Vec<Client> = (0..MEMBERS)
+        .map(|_| {
+            let mut c = Client::connect(addr, &format!("/ws/room/{room}"));
+            c.join(&room);
+            c
+        })
+        .collect();
+    for n in 0..PER_PUBLISHER {
+        for (p, publisher) in members.iter_mut().take(2).enumerate() {
+            publisher.send(json!({"type":"message:send","room":room,"content":format!("{p}:{n}")}));
+        }
+    }
+    for (i, m) in members.iter_mut().enumerate() {
+        let mut next = [0usize; 2];
+        for _ in 0..2 * PER_PUBLISHER {
+            let v = m.recv_type("message:new");
+            let content = v["content"].as_str().unwrap();
+            let (p, n) = content.split_once(':').unwrap();
+            let p: usize = p.parse().unwrap();
+            assert_eq!(
+                n.parse::<usize>().unwrap(),
+                next[p],
+                "member {i}: order from {p}"
+            );
+            next[p] += 1;
+        }
+        m.expect_silence(Duration::from_millis(if i == 0 { 200 } else { 1 }));
     }
     let stats: serde_json::Value = serde_json::from_str(&srv.stats_json()).unwrap();
     assert_eq!(stats["published"], 2 * PER_PUBLISHER as u64);

@@ -25,7 +25,8 @@ use super::room_ops::Gather;
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, RoomQuery, ShardMsg};
 use crate::config::Config;
 use crate::limits::{
-    CLOSE_LINGER, OUTBOX_MESSAGES_MAX, READ_SCRATCH_BYTES, USERS_PER_SHARD_MAX, WRITE_BYTES_MAX,
+    CLOSE_LINGER, FLUSH_SLICE_CONNS, FLUSH_TURN_CONNS_MAX, OUTBOX_MESSAGES_MAX, READ_SCRATCH_BYTES,
+    USERS_PER_SHARD_MAX, WRITE_BYTES_MAX,
 };
 use crate::protocol::close;
 use crate::protocol::event;
@@ -692,8 +693,45 @@ impl Shard {
     // ----- the flush pass ----------------------------------------------------------------
 
     /// Moves waiting outbox messages into peer inboxes, rings the peers, and writes each dirty
-    /// connection's queue in as few `send` calls as it takes (usually one).
+    /// connection's queue in as few `send` calls as it takes (usually one), in the order they
+    /// became dirty. Every [`FLUSH_SLICE_CONNS`] writes it serves the epoll set, so messages
+    /// that arrive during a long pass still reach the connections it has not written yet.
     pub fn flush(&mut self) {
+        self.push_outboxes();
+        if self.reading_paused && self.outbox_len <= OUTBOX_MESSAGES_MAX / 2 {
+            self.reading_paused = false;
+            for key in std::mem::take(&mut self.paused_readers) {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.read_paused = false;
+                    // Edge-triggered: what arrived meanwhile is only read if we go look.
+                    self.read_again.push((key, conn.id));
+                }
+            }
+            self.wake_io();
+        }
+        let mut i = 0;
+        while i < self.dirty.len() && i < FLUSH_TURN_CONNS_MAX {
+            if i > 0 && i % FLUSH_SLICE_CONNS == 0 {
+                // Pick up what arrived meanwhile: it joins the queues of the connections
+                // not written yet in this pass; those written already come after them.
+                self.service_io();
+            }
+            let (key, id) = self.dirty[i];
+            i += 1;
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            conn.in_dirty = false;
+            self.write_conn(key);
+        }
+        self.dirty.drain(..i);
+        // What the reads during the pass produced for other shards.
+        self.push_outboxes();
+    }
+
+    /// Moves waiting outbox messages into peer inboxes while they have room, and rings the
+    /// peers that got any.
+    fn push_outboxes(&mut self) {
         for to in 0..self.shards {
             while let Some(msg) = self.outboxes[to].pop_front() {
                 match self.peers[to].push(msg) {
@@ -711,28 +749,12 @@ impl Shard {
                 self.peers[to].ring();
             }
         }
-        if self.reading_paused && self.outbox_len <= OUTBOX_MESSAGES_MAX / 2 {
-            self.reading_paused = false;
-            for key in std::mem::take(&mut self.paused_readers) {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    conn.read_paused = false;
-                    // Edge-triggered: what arrived meanwhile is only read if we go look.
-                    self.read_again.push((key, conn.id));
-                }
-            }
-            self.wake_io();
-        }
-        let mut i = 0;
-        while i < self.dirty.len() {
-            let (key, id) = self.dirty[i];
-            i += 1;
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
-                continue;
-            };
-            conn.in_dirty = false;
-            self.write_conn(key);
-        }
-        self.dirty.clear();
+    }
+
+    /// Whether the last flush stopped at [`FLUSH_TURN_CONNS_MAX`] with connections still
+    /// to write.
+    pub fn flush_unfinished(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     /// The slow-consumer policy: drop what is queued, close with 1008, count it.

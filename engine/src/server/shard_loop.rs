@@ -178,13 +178,15 @@ async fn flusher_loop(shard: ShardRef) {
             }
         })
         .await;
-        let backlog = {
+        let (backlog, unfinished) = {
             let mut sh = shard.borrow_mut();
             sh.flush();
-            sh.outbox_len()
+            (sh.outbox_len(), sh.flush_unfinished())
         };
         if backlog > 0 {
             runtime::sleep(OUTBOX_RETRY_INTERVAL).await;
+        } else if unfinished {
+            runtime::yield_now().await;
         }
     }
 }
