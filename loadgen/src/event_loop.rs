@@ -37,6 +37,11 @@ const OUT_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Events taken from epoll per wake-up.
 const EVENTS_PER_WAIT: usize = 1024;
 
+/// Ready sockets read between looks at the clock and the publishers' schedule. Reading 1000
+/// ready sockets takes a few milliseconds; a publisher held back that long would add the
+/// client's own delay to the latency it measures, and receipts would be stamped early.
+const EVENTS_PER_SLICE: usize = 64;
+
 /// How often live counters are handed to the progress display.
 const REPORT_INTERVAL_NS: u64 = 100_000_000;
 
@@ -117,6 +122,88 @@ struct Schedule {
     phase: u64,
 }
 
+/// Every publisher of one core and when each is next due.
+struct Publishers {
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    schedules: Vec<Schedule>,
+    start: u64,
+    stop: u64,
+    /// Nanoseconds between two messages of one publisher.
+    interval: f64,
+    /// Scratch for one message's content and its envelope.
+    content: Vec<u8>,
+    message: Vec<u8>,
+}
+
+impl Publishers {
+    fn intended(&self, phase: u64, k: u64) -> u64 {
+        self.start + phase + (k as f64 * self.interval) as u64
+    }
+
+    /// When the earliest publisher is due, if any still is.
+    fn next_due(&self) -> Option<u64> {
+        self.heap.peek().map(|&Reverse((due, _))| due)
+    }
+
+    /// Sends every message due by `now`; returns how many.
+    fn send_due(
+        &mut self,
+        now: u64,
+        conns: &mut [RunConn],
+        cfg: &RunConfig,
+        recorder: &mut Recorder,
+    ) -> u64 {
+        let mut sent = 0;
+        while let Some(&Reverse((due, s))) = self.heap.peek() {
+            if due > now {
+                break;
+            }
+            self.heap.pop();
+            let phase = self.schedules[s].phase;
+            let c = &mut conns[self.schedules[s].conn];
+            if c.closed.is_some() {
+                continue;
+            }
+            let room = &cfg.plan.rooms[c.room.expect("publishers have rooms")];
+            loop {
+                let next = self.schedules[s].next;
+                let at = self.intended(phase, next);
+                if at > now || at >= self.stop || c.pending_out() >= OUT_BYTES_MAX {
+                    break;
+                }
+                let sched = &mut self.schedules[s];
+                sched.mark.seq = next;
+                sched.mark.intended_ns = at;
+                self.content.clear();
+                marker::write(&mut self.content, &sched.mark, cfg.size);
+                self.message.clear();
+                cfg.protocol
+                    .publish_into(&mut self.message, room, &self.content, c.index, next);
+                let mask = c.masks.next_mask();
+                write_masked(&mut c.out, OP_TEXT, &self.message, mask);
+                recorder.on_sent(at, now);
+                sched.next += 1;
+                sent += 1;
+            }
+            if c.flush_out().is_err() {
+                c.closed.get_or_insert_with(|| "connection ended".into());
+                continue;
+            }
+            let next_at = self.intended(phase, self.schedules[s].next);
+            if next_at < self.stop {
+                // A full socket retries in a millisecond; otherwise at the next message's time.
+                let retry = if c.pending_out() >= OUT_BYTES_MAX {
+                    now + 1_000_000
+                } else {
+                    next_at
+                };
+                self.heap.push(Reverse((retry, s)));
+            }
+        }
+        sent
+    }
+}
+
 /// Waits for the common start, then runs until the end of the drain (or the hold).
 pub fn run(
     core: usize,
@@ -142,14 +229,20 @@ pub fn run(
     };
     let mut recorder = Recorder::new(start, warm, stop);
     let interval = 1e9 / cfg.plan.rate.max(f64::MIN_POSITIVE);
-    let publishers = cfg.plan.publishers().max(1) as f64;
-    let intended = |phase: u64, k: u64| start + phase + (k as f64 * interval) as u64;
+    let publishers_n = cfg.plan.publishers().max(1) as f64;
+    let mut publishers = Publishers {
+        heap: BinaryHeap::new(),
+        schedules: Vec::new(),
+        start,
+        stop,
+        interval,
+        content: Vec::with_capacity(cfg.size + 64),
+        message: Vec::with_capacity(cfg.size + 256),
+    };
 
     // SAFETY: plain syscall; the fd is owned below.
     let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     assert!(epoll >= 0, "epoll_create1: {}", io::Error::last_os_error());
-    let mut heap = BinaryHeap::new();
-    let mut schedules = Vec::new();
     for (i, c) in conns.iter().enumerate() {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
@@ -159,9 +252,11 @@ pub fn run(
         let rc = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, c.fd.as_raw_fd(), &mut ev) };
         assert_eq!(rc, 0, "epoll_ctl: {}", io::Error::last_os_error());
         if let Some((publisher, room_pub)) = c.publisher {
-            let phase = (interval * publisher as f64 / publishers) as u64;
-            heap.push(Reverse((intended(phase, 0), schedules.len())));
-            schedules.push(Schedule {
+            let phase = (interval * publisher as f64 / publishers_n) as u64;
+            let first = publishers.intended(phase, 0);
+            let index = publishers.schedules.len();
+            publishers.heap.push(Reverse((first, index)));
+            publishers.schedules.push(Schedule {
                 phase,
                 conn: i,
                 mark: Mark {
@@ -179,10 +274,6 @@ pub fn run(
     let mut scratch = vec![0u8; READ_SCRATCH_BYTES];
     let mut plain = Vec::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
-    let mut bufs = (
-        Vec::with_capacity(cfg.size + 64),
-        Vec::with_capacity(cfg.size + 256),
-    );
     let (mut sent_live, mut received_live, mut max_live_ns) = (0u64, 0u64, 0u64);
     let mut last_report = now_ns();
     let mut completed_seconds = 0;
@@ -194,56 +285,11 @@ pub fn run(
         if now >= end {
             break;
         }
-        // Publishers that are due.
-        while let Some(&Reverse((due, s))) = heap.peek() {
-            if due > now {
-                break;
-            }
-            heap.pop();
-            let sched = &mut schedules[s];
-            let c = &mut conns[sched.conn];
-            if c.closed.is_some() {
-                continue;
-            }
-            let room = &cfg.plan.rooms[c.room.expect("publishers have rooms")];
-            let (content, message) = &mut bufs;
-            let phase = sched.phase;
-            while intended(phase, sched.next) <= now
-                && intended(phase, sched.next) < stop
-                && c.pending_out() < OUT_BYTES_MAX
-            {
-                sched.mark.seq = sched.next;
-                sched.mark.intended_ns = intended(phase, sched.next);
-                content.clear();
-                marker::write(content, &sched.mark, cfg.size);
-                message.clear();
-                cfg.protocol
-                    .publish_into(message, room, content, c.index, sched.next);
-                let mask = c.masks.next_mask();
-                write_masked(&mut c.out, OP_TEXT, message, mask);
-                recorder.on_sent(sched.mark.intended_ns, now);
-                sched.next += 1;
-                sent_live += 1;
-            }
-            if c.flush_out().is_err() {
-                c.closed.get_or_insert_with(|| "connection ended".into());
-                continue;
-            }
-            if intended(phase, sched.next) < stop {
-                // A full socket retries in a millisecond; otherwise at the next message's time.
-                let retry = if c.pending_out() >= OUT_BYTES_MAX {
-                    now + 1_000_000
-                } else {
-                    intended(phase, sched.next)
-                };
-                heap.push(Reverse((retry, s)));
-            }
-        }
+        sent_live += publishers.send_due(now, &mut conns, cfg, &mut recorder);
         // Sleep until the next publish, the next report, or the end, unless sockets are ready.
-        let wake = heap
-            .peek()
-            .map_or(end, |&Reverse((due, _))| due)
-            .min(end)
+        let wake = publishers
+            .next_due()
+            .map_or(end, |due| due.min(end))
             .min(last_report + REPORT_INTERVAL_NS);
         let wait = Duration::from_nanos(wake.saturating_sub(now_ns()));
         let timeout = libc::timespec {
@@ -260,8 +306,12 @@ pub fn run(
                 std::ptr::null(),
             )
         };
-        let now = now_ns();
-        for ev in &events[..n.max(0) as usize] {
+        let mut now = now_ns();
+        for (i, ev) in events[..n.max(0) as usize].iter().enumerate() {
+            if i > 0 && i % EVENTS_PER_SLICE == 0 {
+                now = now_ns();
+                sent_live += publishers.send_due(now, &mut conns, cfg, &mut recorder);
+            }
             let c = &mut conns[ev.u64 as usize];
             let (frames, marks, max_ns) = read_ready(
                 c,
@@ -313,7 +363,7 @@ pub fn run(
     // SAFETY: closing the epoll descriptor we created.
     unsafe { libc::close(epoll) };
 
-    for s in &schedules {
+    for s in &publishers.schedules {
         result.sent_by_publisher.push((s.mark.publisher, s.next));
     }
     for c in &conns {
