@@ -2,7 +2,7 @@
 """Runs corecast and the servers users would pick instead side by side, with the same loadgen,
 and writes a markdown table, the raw results (JSON lines) and plots of deliveries/s vs p99.
 
-    benches/compare.py            # everything, 2 repeats (about 25 minutes on 2 cores)
+    benches/compare.py            # everything, 2 repeats (about 30 minutes on 2 cores)
     benches/compare.py --quick    # fewer rates, 1 repeat (about 6 minutes)
 
 Each server is pinned to CPU 0 and loadgen to CPU 1 (on a machine with more CPUs, --server-cpus
@@ -44,6 +44,12 @@ SERVERS = {
     "corecast-nobatch": {
         "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
                              "--addr", f"127.0.0.1:{port}", "--log", "warn", "--batch-window-ms", "0"],
+        "url": lambda port: f"ws://127.0.0.1:{port}/ws",
+        "proto": ["--protocol", "corecast"],
+    },
+    "corecast-paced": {
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
+                             "--addr", f"127.0.0.1:{port}", "--log", "warn", "--write-interval-ms", "10"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],
     },
@@ -209,7 +215,7 @@ def svg_plot(rows, scenario, servers):
     xmax = max(r["deliveries_per_sec"] for r in pts) * 1.1 or 1
     import math
     ymin, ymax = 0.0, math.log10(max(max(r["p99_ms"] for r in pts), 1.0) * 2)
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
     x = lambda v: pad + v / xmax * (w - pad - 20)
     y = lambda ms: h - pad - (math.log10(max(ms, 1.0)) - ymin) / (ymax - ymin or 1) * (h - pad - 30)
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',

@@ -30,6 +30,9 @@ pub struct Config {
     pub batch_window_ms: u64,
     /// Most messages in one batch; 0 or 1 turns batching off.
     pub batch_max: usize,
+    /// Least time between two writes to one connection, in milliseconds; 0 writes as soon as
+    /// the previous write is done. Under sustained fan-out each write then carries more.
+    pub write_interval_ms: u64,
     /// Time a client has to send its upgrade request, in milliseconds.
     pub handshake_timeout_ms: u64,
     /// Idle time before a ping, in milliseconds; silent for two intervals closes. 0: never.
@@ -63,6 +66,7 @@ impl Default for Config {
             send_queue_bytes: SEND_QUEUE_BYTES_DEFAULT,
             batch_window_ms: BATCH_WINDOW_DEFAULT.as_millis() as u64,
             batch_max: BATCH_MESSAGES_DEFAULT,
+            write_interval_ms: 0,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_DEFAULT.as_millis() as u64,
             ping_interval_ms: PING_INTERVAL_DEFAULT.as_millis() as u64,
             history_messages: HISTORY_MESSAGES_DEFAULT,
@@ -133,6 +137,9 @@ impl Config {
         }
         if self.batch_window_ms > 10_000 {
             return setting("batch-window-ms", "must be at most 10000".into());
+        }
+        if self.write_interval_ms > 1_000 {
+            return setting("write-interval-ms", "must be at most 1000".into());
         }
         if self.handshake_timeout_ms == 0 {
             return setting("handshake-timeout-ms", "must be positive".into());

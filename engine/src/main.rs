@@ -49,6 +49,10 @@ struct Cli {
     /// Most messages per batch frame; 0 or 1 turns batching off [default: 10].
     #[arg(long, env = "CORECAST_BATCH_MAX")]
     batch_max: Option<usize>,
+    /// Least time between two writes to one connection in ms; 0 = write as soon as
+    /// possible [default: 0].
+    #[arg(long, env = "CORECAST_WRITE_INTERVAL_MS")]
+    write_interval_ms: Option<u64>,
     /// Time a client has to send its upgrade request, in ms [default: 10000].
     #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT_MS")]
     handshake_timeout_ms: Option<u64>,
@@ -110,6 +114,7 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         send_queue_bytes,
         batch_window_ms,
         batch_max,
+        write_interval_ms,
         handshake_timeout_ms,
         ping_interval_ms,
         history_messages,

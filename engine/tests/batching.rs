@@ -121,3 +121,38 @@ fn batches_reach_members_on_other_shards_whole() {
     assert_eq!(frame_sizes(&mut far_side, 25), vec![1, 10, 10, 4]);
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn write_interval_spaces_writes_to_one_connection_but_not_the_first() {
+    const INTERVAL_MS: u64 = 300;
+    let srv = server(|c| {
+        c.batch_window_ms = 0;
+        c.write_interval_ms = INTERVAL_MS;
+    });
+    let mut c = Client::connect(srv.local_addr(), "/ws");
+    c.join("paced");
+    // Written just now (room:joined): the next write waits for the interval.
+    let joined_at = Instant::now();
+    send(&mut c, "paced", 3);
+    let first = c.recv_type("message:new");
+    let waited = joined_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(INTERVAL_MS / 2),
+        "written {waited:?} after the last write"
+    );
+    assert_eq!(first["content"], 0);
+    for i in 1..3 {
+        assert_eq!(c.recv_type("message:new")["content"], i);
+    }
+    // Quiet for longer than the interval: the next write leaves at once.
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS + 100));
+    let t0 = Instant::now();
+    send(&mut c, "paced", 1);
+    c.recv_type("message:new");
+    assert!(
+        t0.elapsed() < Duration::from_millis(INTERVAL_MS / 2),
+        "{:?}",
+        t0.elapsed()
+    );
+    srv.shutdown().unwrap();
+}

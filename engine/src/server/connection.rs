@@ -59,6 +59,9 @@ pub struct Conn {
     pub write_blocked: bool,
     /// Writability is watched in the epoll set (while `write_blocked`).
     pub write_interest: bool,
+    /// The flusher writes this connection no earlier than this (`--write-interval-ms` after
+    /// its last write).
+    pub write_due: Instant,
     pub reader: Reader,
     /// Joined rooms: (room key, member slot in that room).
     pub rooms: Vec<(usize, usize)>,
@@ -100,6 +103,7 @@ impl Conn {
             rooms: Vec::new(),
             pending_joins: Vec::new(),
             last_rx: now,
+            write_due: now,
             ping_sent: None,
             read_paused: false,
             user: None,

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use simd_json::prelude::*;
@@ -60,6 +60,10 @@ pub struct Shard {
     pub rooms: RoomTable,
     /// Connections with frames queued since the last flush pass.
     dirty: Vec<(usize, u64)>,
+    /// Least time between two writes to one connection (`--write-interval-ms`).
+    write_interval: Duration,
+    /// The flusher stopped at a connection written too recently: it sleeps until then.
+    flush_due: Option<Instant>,
     flusher: Option<Waker>,
     pub peers: Arc<Vec<Inbox<ShardMsg>>>,
     /// Messages for peers whose inbox was full, in order, per peer.
@@ -124,10 +128,12 @@ impl Shard {
             id,
             shards,
             rate_limit: config.rate_limit(),
+            write_interval: Duration::from_millis(config.write_interval_ms),
             config,
             conns: Slab::new(),
             rooms: RoomTable::default(),
             dirty: Vec::new(),
+            flush_due: None,
             flusher: None,
             peers,
             outboxes: (0..shards).map(|_| VecDeque::new()).collect(),
@@ -709,19 +715,35 @@ impl Shard {
             }
             self.wake_io();
         }
+        self.flush_due = None;
+        let pacing = !self.write_interval.is_zero();
+        let mut now = Instant::now();
         let mut i = 0;
         while i < self.dirty.len() && i < FLUSH_TURN_CONNS_MAX {
             if i > 0 && i % FLUSH_SLICE_CONNS == 0 {
                 // Pick up what arrived meanwhile: it joins the queues of the connections
                 // not written yet in this pass; those written already come after them.
                 self.service_io();
+                if pacing {
+                    now = Instant::now();
+                }
             }
             let (key, id) = self.dirty[i];
-            i += 1;
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
+                i += 1;
                 continue;
             };
+            if pacing && conn.write_due > now {
+                // Written too recently; so were those after it, roughly (the list is in
+                // the order connections became dirty, which follows their last writes).
+                self.flush_due = Some(conn.write_due);
+                break;
+            }
+            i += 1;
             conn.in_dirty = false;
+            if pacing {
+                conn.write_due = now + self.write_interval;
+            }
             self.write_conn(key);
         }
         self.dirty.drain(..i);
@@ -755,6 +777,12 @@ impl Shard {
     /// to write.
     pub fn flush_unfinished(&self) -> bool {
         !self.dirty.is_empty()
+    }
+
+    /// When the flusher should look again, if the last flush stopped at a connection
+    /// written too recently.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.flush_due
     }
 
     /// The slow-consumer policy: drop what is queued, close with 1008, count it.

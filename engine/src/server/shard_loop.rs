@@ -178,12 +178,20 @@ async fn flusher_loop(shard: ShardRef) {
             }
         })
         .await;
-        let (backlog, unfinished) = {
+        let (backlog, unfinished, due) = {
             let mut sh = shard.borrow_mut();
             sh.flush();
-            (sh.outbox_len(), sh.flush_unfinished())
+            (sh.outbox_len(), sh.flush_unfinished(), sh.flush_due())
         };
-        if backlog > 0 {
+        if let Some(due) = due {
+            let wait = due.saturating_duration_since(Instant::now());
+            let wait = if backlog > 0 {
+                wait.min(OUTBOX_RETRY_INTERVAL)
+            } else {
+                wait
+            };
+            runtime::sleep(wait).await;
+        } else if backlog > 0 {
             runtime::sleep(OUTBOX_RETRY_INTERVAL).await;
         } else if unfinished {
             runtime::yield_now().await;
