@@ -6,10 +6,11 @@
 //! deliveries/s, the client 20% busy) where epoll over the same sockets saw 0.6 ms. A load
 //! generator must not add its own latency, so the loop that measures is the simplest one.
 //!
-//! Invariants: the clock is read once per wake-up, not per frame; reads land in one buffer per
-//! core; a connection keeps only the bytes of an incomplete frame; publisher p of P sends
-//! message n at `start + (p / P + n) / rate` and the message carries that time whenever it
-//! actually leaves.
+//! Invariants: the clock is read once per slice of ready sockets, not per frame, and due
+//! publishers are served between slices; reads land in one buffer per core; a connection
+//! keeps only the bytes of an incomplete frame; publisher p of P sends message n at
+//! `start + (p / P + n) / rate` and the message carries that time whenever it actually
+//! leaves.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
