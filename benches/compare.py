@@ -257,6 +257,47 @@ def median(xs):
     return xs[len(xs) // 2] if xs else 0
 
 
+# The figure of merit: the highest offered rate a server sustains with every message delivered
+# and p99 at most this (medians over repeats).
+P99_BOUND_MS = 50.0
+
+
+def merit(rows, scenario, servers):
+    """Markdown lines: per server, the highest rate within the bound, and the best deliveries per
+    CPU-second within the bound and overall, as ratios to Bun's best when Bun ran."""
+    best = {}
+    for name in servers:
+        mine = [r for r in rows if r["scenario"] == scenario and r["server"] == name]
+        by_rate = {}
+        for r in mine:
+            by_rate.setdefault(r["rate"], []).append(r)
+        within, eff_within, eff_any = None, 0.0, 0.0
+        for rate in sorted(by_rate):
+            rs = by_rate[rate]
+            eff = median([r["deliveries_per_cpu_s"] for r in rs])
+            eff_any = max(eff_any, eff)
+            if median([r["delivery_ratio"] for r in rs]) >= 1.0 and median([r["p99_ms"] for r in rs]) <= P99_BOUND_MS:
+                within = rs[0]["offered"]
+                eff_within = max(eff_within, eff)
+        if mine:
+            best[name] = (within, eff_within, eff_any)
+    if not best:
+        return []
+    bun = best.get("bun")
+    ratio = lambda x, y: f" ({x / y:.1f}x Bun)" if bun and y else ""
+    lines = [f"Figure of merit (every message delivered, p99 ≤ {P99_BOUND_MS:.0f} ms; medians):", "",
+             "| server | highest rate within the bound | best per CPU-s within the bound | best per CPU-s at any rate |",
+             "|---|---|---|---|"]
+    for name, (within, eff_within, eff_any) in best.items():
+        if within:
+            rate = f"{within:,}{ratio(within, bun[0] if bun and bun[0] else 0)}"
+            eff = f"{eff_within:,.0f}{ratio(eff_within, bun[2] if bun else 0)}"
+        else:
+            rate, eff = "none", "—"
+        lines.append(f"| {name} | {rate} | {eff} | {eff_any:,.0f}{ratio(eff_any, bun[2] if bun else 0)} |")
+    return lines + [""]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
@@ -266,7 +307,8 @@ def main():
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
-    p.add_argument("--replot", metavar="JSONL", help="redraw the plots of an earlier run and exit")
+    p.add_argument("--replot", metavar="JSONL",
+                   help="redraw the plots of an earlier run, print its figures of merit, and exit")
     a = p.parse_args()
     if a.replot:
         src = Path(a.replot)
@@ -278,6 +320,7 @@ def main():
                 out = src.with_name(src.stem + f"-{scenario}.svg")
                 out.write_text(svg)
                 print(f"written: {out}")
+                print("\n".join([f"## {scenario}", ""] + merit(rows, scenario, names)))
         return
     a.repeats = a.repeats or (1 if a.quick else 2)
     a.duration = a.duration or (3 if a.quick else 5)
@@ -353,6 +396,7 @@ def main():
                           f"{m('p999_ms'):.1f} | {m('server_cpu_s'):.2f} | {m('deliveries_per_cpu_s'):,.0f} | "
                           f"{m('server_rss_mb'):.0f} |")
         md.append("")
+        md += merit(rows, scenario, servers)
         svg = svg_plot(rows, scenario, servers)
         if svg:
             (RESULTS / f"compare-{stamp}-{scenario}.svg").write_text(svg)
