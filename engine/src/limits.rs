@@ -34,6 +34,11 @@ pub const FLUSH_SLICE_CONNS: usize = 64;
 /// (timers, inbox, accepts), so a pass that keeps finding new work cannot starve them.
 pub const FLUSH_TURN_CONNS_MAX: usize = 1024;
 
+/// With `--write-interval-ms`, connections due within this much of now are written in the
+/// same flush: the flusher wakes about once per slack for the deferred ones instead of once
+/// per connection, and a write leaves at most this much later than its due time.
+pub const WRITE_DUE_SLACK: Duration = Duration::from_millis(1);
+
 /// Size of the per-shard scratch buffer every socket read lands in. Only bytes of a frame
 /// that is not complete yet are copied to the connection, so idle connections hold none.
 pub const READ_SCRATCH_BYTES: usize = 64 * 1024;

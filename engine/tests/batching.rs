@@ -156,3 +156,38 @@ fn write_interval_spaces_writes_to_one_connection_but_not_the_first() {
     );
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn a_quiet_connection_is_not_held_behind_a_paced_one() {
+    const INTERVAL_MS: u64 = 300;
+    let srv = server(|c| {
+        c.batch_window_ms = 0;
+        c.write_interval_ms = INTERVAL_MS;
+    });
+    let addr = srv.local_addr();
+    // Both on shard 0, so one flusher serves them.
+    let home = common::room_on(0, 2, "pace-home");
+    let mut busy = Client::connect(addr, &format!("/ws/room/{home}"));
+    let mut quiet = Client::connect(addr, &format!("/ws/room/{home}"));
+    assert_eq!((busy.shard, quiet.shard), (0, 0));
+    busy.join("pace-busy");
+    quiet.join("pace-quiet");
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS + 100));
+
+    // `busy` is written now; its next write is due an interval later.
+    send(&mut busy, "pace-busy", 1);
+    busy.recv_type("message:new");
+    send(&mut busy, "pace-busy", 1);
+    std::thread::sleep(Duration::from_millis(20));
+    // `quiet` becomes dirty behind it, but was not written for longer than the interval.
+    let t0 = Instant::now();
+    send(&mut quiet, "pace-quiet", 1);
+    quiet.recv_type("message:new");
+    assert!(
+        t0.elapsed() < Duration::from_millis(INTERVAL_MS / 2),
+        "held {:?} behind a paced connection",
+        t0.elapsed()
+    );
+    busy.recv_type("message:new");
+    srv.shutdown().unwrap();
+}

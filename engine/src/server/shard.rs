@@ -10,7 +10,8 @@
 //! - A room's owner assigns message ids and encodes each message (or batch) once; every
 //!   recipient on every shard gets the same `Bytes`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
@@ -26,7 +27,7 @@ use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, RoomQue
 use crate::config::Config;
 use crate::limits::{
     CLOSE_LINGER, FLUSH_SLICE_CONNS, FLUSH_TURN_CONNS_MAX, OUTBOX_MESSAGES_MAX, READ_SCRATCH_BYTES,
-    USERS_PER_SHARD_MAX, WRITE_BYTES_MAX,
+    USERS_PER_SHARD_MAX, WRITE_BYTES_MAX, WRITE_DUE_SLACK,
 };
 use crate::protocol::close;
 use crate::protocol::event;
@@ -62,8 +63,10 @@ pub struct Shard {
     dirty: Vec<(usize, u64)>,
     /// Least time between two writes to one connection (`--write-interval-ms`).
     write_interval: Duration,
-    /// The flusher stopped at a connection written too recently: it sleeps until then.
-    flush_due: Option<Instant>,
+    /// Dirty connections written too recently, by when they are due (`--write-interval-ms`).
+    /// Each connection is here at most once (it stays `in_dirty`), so this is bounded by the
+    /// shard's connections.
+    deferred: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     flusher: Option<Waker>,
     pub peers: Arc<Vec<Inbox<ShardMsg>>>,
     /// Messages for peers whose inbox was full, in order, per peer.
@@ -133,7 +136,7 @@ impl Shard {
             conns: Slab::new(),
             rooms: RoomTable::default(),
             dirty: Vec::new(),
-            flush_due: None,
+            deferred: BinaryHeap::new(),
             flusher: None,
             peers,
             outboxes: (0..shards).map(|_| VecDeque::new()).collect(),
@@ -241,9 +244,12 @@ impl Shard {
         }
     }
 
-    /// Whether the flusher has work; registers its waker when not.
+    /// Whether the flusher has work; registers its waker when not. Connections deferred by
+    /// the write interval are work only once the earliest of them is due.
     pub fn flusher_idle(&mut self, waker: &Waker) -> bool {
-        if !self.dirty.is_empty() || self.outbox_len > 0 || self.ring.iter().any(|&r| r) {
+        let dirty_work =
+            !self.dirty.is_empty() || self.flush_due().is_some_and(|due| due <= Instant::now());
+        if dirty_work || self.outbox_len > 0 || self.ring.iter().any(|&r| r) {
             return false;
         }
         self.flusher = Some(waker.clone());
@@ -715,12 +721,34 @@ impl Shard {
             }
             self.wake_io();
         }
-        self.flush_due = None;
         let pacing = !self.write_interval.is_zero();
         let mut now = Instant::now();
-        let mut i = 0;
-        while i < self.dirty.len() && i < FLUSH_TURN_CONNS_MAX {
-            if i > 0 && i % FLUSH_SLICE_CONNS == 0 {
+        while let Some(&Reverse((due, key, id))) = self.deferred.peek() {
+            if due > now + WRITE_DUE_SLACK {
+                break;
+            }
+            self.deferred.pop();
+            self.dirty.push((key, id));
+        }
+        let (mut i, mut written) = (0, 0);
+        while i < self.dirty.len() && written < FLUSH_TURN_CONNS_MAX {
+            let (key, id) = self.dirty[i];
+            i += 1;
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            if pacing && conn.write_due > now + WRITE_DUE_SLACK {
+                // Written too recently: it stays dirty and waits for its turn.
+                self.deferred.push(Reverse((conn.write_due, key, id)));
+                continue;
+            }
+            conn.in_dirty = false;
+            if pacing {
+                conn.write_due = now + self.write_interval;
+            }
+            self.write_conn(key);
+            written += 1;
+            if written % FLUSH_SLICE_CONNS == 0 {
                 // Pick up what arrived meanwhile: it joins the queues of the connections
                 // not written yet in this pass; those written already come after them.
                 self.service_io();
@@ -728,23 +756,6 @@ impl Shard {
                     now = Instant::now();
                 }
             }
-            let (key, id) = self.dirty[i];
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
-                i += 1;
-                continue;
-            };
-            if pacing && conn.write_due > now {
-                // Written too recently; so were those after it, roughly (the list is in
-                // the order connections became dirty, which follows their last writes).
-                self.flush_due = Some(conn.write_due);
-                break;
-            }
-            i += 1;
-            conn.in_dirty = false;
-            if pacing {
-                conn.write_due = now + self.write_interval;
-            }
-            self.write_conn(key);
         }
         self.dirty.drain(..i);
         // What the reads during the pass produced for other shards.
@@ -773,16 +784,15 @@ impl Shard {
         }
     }
 
-    /// Whether the last flush stopped at [`FLUSH_TURN_CONNS_MAX`] with connections still
-    /// to write.
+    /// Whether the last flush stopped at [`FLUSH_TURN_CONNS_MAX`] writes with connections
+    /// still to write.
     pub fn flush_unfinished(&self) -> bool {
         !self.dirty.is_empty()
     }
 
-    /// When the flusher should look again, if the last flush stopped at a connection
-    /// written too recently.
+    /// When the earliest connection deferred by the write interval is due, if any is.
     pub fn flush_due(&self) -> Option<Instant> {
-        self.flush_due
+        self.deferred.peek().map(|&Reverse((due, _, _))| due)
     }
 
     /// The slow-consumer policy: drop what is queued, close with 1008, count it.

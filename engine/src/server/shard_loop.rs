@@ -170,28 +170,29 @@ async fn inbox_loop(shard: ShardRef) {
 
 async fn flusher_loop(shard: ShardRef) {
     loop {
-        poll_fn(|cx| {
+        // Wait for work: fresh dirty connections, outbox messages, or the earliest
+        // connection the write interval deferred coming due.
+        let due = shard.borrow().flush_due();
+        let work = poll_fn(|cx| {
             if shard.borrow_mut().flusher_idle(cx.waker()) {
                 Poll::Pending
             } else {
                 Poll::Ready(())
             }
-        })
-        .await;
-        let (backlog, unfinished, due) = {
+        });
+        match due {
+            Some(due) => {
+                let wait = due.saturating_duration_since(Instant::now());
+                futures_lite::future::or(work, runtime::sleep(wait)).await;
+            }
+            None => work.await,
+        }
+        let (backlog, unfinished) = {
             let mut sh = shard.borrow_mut();
             sh.flush();
-            (sh.outbox_len(), sh.flush_unfinished(), sh.flush_due())
+            (sh.outbox_len(), sh.flush_unfinished())
         };
-        if let Some(due) = due {
-            let wait = due.saturating_duration_since(Instant::now());
-            let wait = if backlog > 0 {
-                wait.min(OUTBOX_RETRY_INTERVAL)
-            } else {
-                wait
-            };
-            runtime::sleep(wait).await;
-        } else if backlog > 0 {
+        if backlog > 0 {
             runtime::sleep(OUTBOX_RETRY_INTERVAL).await;
         } else if unfinished {
             runtime::yield_now().await;
