@@ -34,9 +34,10 @@ pub const FLUSH_SLICE_CONNS: usize = 64;
 /// (timers, inbox, accepts), so a pass that keeps finding new work cannot starve them.
 pub const FLUSH_TURN_CONNS_MAX: usize = 1024;
 
-/// With `--write-interval-ms`, connections due within this much of now are written in the
-/// same flush: the flusher wakes about once per slack for the deferred ones instead of once
-/// per connection, and a write leaves at most this much later than its due time.
+/// With `--write-interval-ms`, how long after the earliest deferred connection is due the
+/// flusher comes back for it: one wake-up then serves every connection that came due in
+/// between, instead of one wake-up per connection. A write leaves at most this late, never
+/// early.
 pub const WRITE_DUE_SLACK: Duration = Duration::from_millis(1);
 
 /// Size of the per-shard scratch buffer every socket read lands in. Only bytes of a frame

@@ -723,13 +723,7 @@ impl Shard {
         }
         let pacing = !self.write_interval.is_zero();
         let mut now = Instant::now();
-        while let Some(&Reverse((due, key, id))) = self.deferred.peek() {
-            if due > now + WRITE_DUE_SLACK {
-                break;
-            }
-            self.deferred.pop();
-            self.dirty.push((key, id));
-        }
+        self.take_due(now);
         let (mut i, mut written) = (0, 0);
         while i < self.dirty.len() && written < FLUSH_TURN_CONNS_MAX {
             let (key, id) = self.dirty[i];
@@ -737,7 +731,7 @@ impl Shard {
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
                 continue;
             };
-            if pacing && conn.write_due > now + WRITE_DUE_SLACK {
+            if pacing && conn.write_due > now {
                 // Written too recently: it stays dirty and waits for its turn.
                 self.deferred.push(Reverse((conn.write_due, key, id)));
                 continue;
@@ -753,13 +747,26 @@ impl Shard {
                 // not written yet in this pass; those written already come after them.
                 self.service_io();
                 if pacing {
+                    // Those that came due meanwhile join this pass, as in one long sweep.
                     now = Instant::now();
+                    self.take_due(now);
                 }
             }
         }
         self.dirty.drain(..i);
         // What the reads during the pass produced for other shards.
         self.push_outboxes();
+    }
+
+    /// Moves the deferred connections due by `now` to the end of the dirty list.
+    fn take_due(&mut self, now: Instant) {
+        while let Some(&Reverse((due, key, id))) = self.deferred.peek() {
+            if due > now {
+                break;
+            }
+            self.deferred.pop();
+            self.dirty.push((key, id));
+        }
     }
 
     /// Moves waiting outbox messages into peer inboxes while they have room, and rings the
@@ -790,9 +797,13 @@ impl Shard {
         !self.dirty.is_empty()
     }
 
-    /// When the earliest connection deferred by the write interval is due, if any is.
+    /// When the flusher should come back for the connections deferred by the write interval,
+    /// if any: [`WRITE_DUE_SLACK`] after the earliest is due, so that one wake-up serves all
+    /// that came due in between. A connection is never written before it is due.
     pub fn flush_due(&self) -> Option<Instant> {
-        self.deferred.peek().map(|&Reverse((due, _, _))| due)
+        self.deferred
+            .peek()
+            .map(|&Reverse((due, _, _))| due + WRITE_DUE_SLACK)
     }
 
     /// The slow-consumer policy: drop what is queued, close with 1008, count it.
