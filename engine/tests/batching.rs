@@ -122,13 +122,18 @@ fn batches_reach_members_on_other_shards_whole() {
     srv.shutdown().unwrap();
 }
 
+/// Batching off, each connection written at most every `interval_ms`.
+fn paced_server(interval_ms: u64) -> corecast::ServerHandle {
+    server(|c| {
+        c.batch_window_ms = 0;
+        c.write_interval_ms = interval_ms;
+    })
+}
+
 #[test]
 fn write_interval_spaces_writes_to_one_connection_but_not_the_first() {
     const INTERVAL_MS: u64 = 300;
-    let srv = server(|c| {
-        c.batch_window_ms = 0;
-        c.write_interval_ms = INTERVAL_MS;
-    });
+    let srv = paced_server(INTERVAL_MS);
     let mut c = Client::connect(srv.local_addr(), "/ws");
     c.join("paced");
     // Written just now (room:joined): the next write waits for the interval.
@@ -160,10 +165,7 @@ fn write_interval_spaces_writes_to_one_connection_but_not_the_first() {
 #[test]
 fn a_quiet_connection_is_not_held_behind_a_paced_one() {
     const INTERVAL_MS: u64 = 300;
-    let srv = server(|c| {
-        c.batch_window_ms = 0;
-        c.write_interval_ms = INTERVAL_MS;
-    });
+    let srv = paced_server(INTERVAL_MS);
     let addr = srv.local_addr();
     // Both on shard 0, so one flusher serves them.
     let home = common::room_on(0, 2, "pace-home");
