@@ -130,6 +130,18 @@ fn paced_server(interval_ms: u64) -> corecast::ServerHandle {
     })
 }
 
+/// `c` sends one message to `room` and gets it back well within one write interval.
+fn assert_delivered_at_once(c: &mut Client, room: &str, interval_ms: u64) {
+    let t0 = Instant::now();
+    send(c, room, 1);
+    c.recv_type("message:new");
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(interval_ms / 2),
+        "held {took:?}"
+    );
+}
+
 #[test]
 fn write_interval_spaces_writes_to_one_connection_but_not_the_first() {
     const INTERVAL_MS: u64 = 300;
@@ -151,14 +163,7 @@ fn write_interval_spaces_writes_to_one_connection_but_not_the_first() {
     }
     // Quiet for longer than the interval: the next write leaves at once.
     std::thread::sleep(Duration::from_millis(INTERVAL_MS + 100));
-    let t0 = Instant::now();
-    send(&mut c, "paced", 1);
-    c.recv_type("message:new");
-    assert!(
-        t0.elapsed() < Duration::from_millis(INTERVAL_MS / 2),
-        "{:?}",
-        t0.elapsed()
-    );
+    assert_delivered_at_once(&mut c, "paced", INTERVAL_MS);
     srv.shutdown().unwrap();
 }
 
@@ -182,14 +187,7 @@ fn a_quiet_connection_is_not_held_behind_a_paced_one() {
     send(&mut busy, "pace-busy", 1);
     std::thread::sleep(Duration::from_millis(20));
     // `quiet` becomes dirty behind it, but was not written for longer than the interval.
-    let t0 = Instant::now();
-    send(&mut quiet, "pace-quiet", 1);
-    quiet.recv_type("message:new");
-    assert!(
-        t0.elapsed() < Duration::from_millis(INTERVAL_MS / 2),
-        "held {:?} behind a paced connection",
-        t0.elapsed()
-    );
+    assert_delivered_at_once(&mut quiet, "pace-quiet", INTERVAL_MS);
     busy.recv_type("message:new");
     srv.shutdown().unwrap();
 }
