@@ -35,6 +35,9 @@ const READ_SCRATCH_BYTES: usize = 256 * 1024;
 /// (and falls behind its schedule instead).
 const OUT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// How long a publisher whose socket holds [`OUT_BYTES_MAX`] waits before trying again (ns).
+const FULL_SOCKET_RETRY_NS: u64 = 1_000_000;
+
 /// Events taken from epoll per wake-up.
 const EVENTS_PER_WAIT: usize = 1024;
 
@@ -192,9 +195,9 @@ impl Publishers {
             }
             let next_at = self.intended(phase, self.schedules[s].next);
             if next_at < self.stop {
-                // A full socket retries in a millisecond; otherwise at the next message's time.
+                // A full socket retries soon; otherwise at the next message's time.
                 let retry = if c.pending_out() >= OUT_BYTES_MAX {
-                    now + 1_000_000
+                    now + FULL_SOCKET_RETRY_NS
                 } else {
                     next_at
                 };
