@@ -18,37 +18,59 @@ pub const OP_PONG: u8 = 0xa;
 
 /// Decodes the frame at the start of `buf`, if all of it is there.
 pub fn next_frame(buf: &[u8]) -> Option<ServerFrame> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let opcode = buf[0] & 0x0f;
-    let masked = buf[1] & 0x80 != 0;
-    let (len, ext) = match buf[1] & 0x7f {
-        126 => {
-            if buf.len() < 4 {
-                return None;
-            }
-            (u16::from_be_bytes([buf[2], buf[3]]) as usize, 2)
-        }
-        127 => {
-            if buf.len() < 10 {
-                return None;
-            }
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(b) as usize, 8)
-        }
-        n => (n as usize, 0),
-    };
-    let header_len = 2 + ext + if masked { 4 } else { 0 };
-    if buf.len() < header_len + len {
+    let (header_len, payload_len) = header(buf)?;
+    if buf.len() < header_len + payload_len {
         return None;
     }
     Some(ServerFrame {
-        opcode,
+        opcode: buf[0] & 0x0f,
         header_len,
-        payload_len: len,
+        payload_len,
     })
+}
+
+/// How many bytes the frame starting `buf` spans, as far as `buf` tells: 2 before the first two
+/// bytes are there, the header's length before the whole header is, then header and payload.
+/// A reader that takes exactly this many more bytes never reads past the frame.
+pub fn extent(buf: &[u8]) -> usize {
+    if buf.len() < 2 {
+        return 2;
+    }
+    match header(buf) {
+        Some((header_len, payload_len)) => header_len + payload_len,
+        None => header_len(buf[1]),
+    }
+}
+
+/// The header length announced by a frame's second byte.
+fn header_len(second: u8) -> usize {
+    let ext = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    2 + ext + if second & 0x80 != 0 { 4 } else { 0 }
+}
+
+/// (header length, payload length) once the whole header is in `buf`.
+fn header(buf: &[u8]) -> Option<(usize, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let header_len = header_len(buf[1]);
+    if buf.len() < header_len {
+        return None;
+    }
+    let payload_len = match buf[1] & 0x7f {
+        126 => u16::from_be_bytes([buf[2], buf[3]]) as usize,
+        127 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    Some((header_len, payload_len))
 }
 
 /// Appends a final, masked client frame carrying `payload`, masked with `mask`.
@@ -114,7 +136,20 @@ mod tests {
             if len > 0 {
                 assert_eq!(next_frame(&buf[..buf.len() - 1]), None);
             }
+            // Fed byte by byte as far as `extent` asks, the frame is whole exactly at its end.
+            let mut held = 0;
+            while held < extent(&buf[..held]) {
+                held = extent(&buf[..held]).min(buf.len());
+                assert!(held <= buf.len());
+            }
+            assert_eq!(held, buf.len());
+            assert!(next_frame(&buf[..held]).is_some());
         }
+        assert_eq!(extent(&[0x81]), 2);
+        assert_eq!(extent(&[0x81, 126]), 4);
+        assert_eq!(extent(&[0x81, 127, 0]), 10);
+        assert_eq!(extent(&[0x81, 0x80 | 3]), 6);
+        assert_eq!(extent(&[0x81, 0x80 | 3, 1, 2, 3, 4]), 9);
     }
 
     #[test]
