@@ -49,7 +49,7 @@ SERVERS = {
     },
     "corecast-paced": {
         "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
-                             "--addr", f"127.0.0.1:{port}", "--log", "warn", "--write-interval-ms", "10"],
+                             "--addr", f"127.0.0.1:{port}", "--log", "warn", "--write-interval-ms", "20"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],
     },
