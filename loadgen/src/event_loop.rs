@@ -31,6 +31,11 @@ use crate::tls::Tls;
 /// Bytes one read takes from a socket.
 const READ_SCRATCH_BYTES: usize = 256 * 1024;
 
+/// Largest server frame a connection waits for. A header announcing more closes the
+/// connection with a clear reason instead of buffering without bound: corecast's own frames
+/// are at most a few hundred KiB (a history page).
+const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Bytes a publisher may have waiting for the socket before it stops generating messages
 /// (and falls behind its schedule instead).
 const OUT_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -450,6 +455,13 @@ fn read_ready(
         if !c.partial.is_empty() {
             let mut held = std::mem::take(&mut c.partial);
             while held.len() < frame::extent(&held) && !data.is_empty() {
+                if frame::extent(&held) > FRAME_BYTES_MAX {
+                    c.closed = Some(format!(
+                        "server frame of {} bytes, over the {FRAME_BYTES_MAX}-byte limit",
+                        frame::extent(&held)
+                    ));
+                    return totals;
+                }
                 let take = (frame::extent(&held) - held.len()).min(data.len());
                 held.extend_from_slice(&data[..take]);
                 data = &data[take..];
@@ -574,6 +586,49 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_over_the_limit_closes_the_connection_instead_of_buffering() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut c = test_conn(a);
+        let mut header = vec![0x81u8, 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        let (mut scanner, mut scratch, mut plain) =
+            (marker::Scanner::new(), vec![0u8; 64], Vec::new());
+        let mut recorder = Recorder::new(0, 0, u64::MAX);
+        for piece in [&header[..], &[b'x'; 100][..]] {
+            b.write_all(piece).unwrap();
+            read_ready(
+                &mut c,
+                &Protocol::Corecast,
+                &mut scanner,
+                &mut scratch,
+                &mut plain,
+                &mut recorder,
+                0,
+            );
+        }
+        let why = c.closed.expect("closed");
+        assert!(why.contains("1099511627786 bytes"), "{why}");
+        assert!(c.partial.capacity() < 1024);
+    }
+
+    fn test_conn(fd: UnixStream) -> RunConn {
+        RunConn {
+            fd: OwnedFd::from(fd),
+            tls: None,
+            partial: Vec::new(),
+            out: Vec::new(),
+            cipher_out: Vec::new(),
+            masks: Masks::new(1),
+            pairs: vec![Pair::default()],
+            closed: None,
+            index: 0,
+            room: Some(0),
+            publisher: None,
+        }
+    }
+
+    #[test]
     fn frames_split_across_reads_are_all_found_and_the_held_bytes_stay_within_one_frame() {
         // Frames of every header size, each with markers, sent in chunks that cut them anywhere
         // and read through scratch buffers smaller and larger than a frame. The held bytes
@@ -609,19 +664,7 @@ mod tests {
         for (chunk, scratch_len) in cuts {
             let (a, mut b) = UnixStream::pair().unwrap();
             a.set_nonblocking(true).unwrap();
-            let mut c = RunConn {
-                fd: OwnedFd::from(a),
-                tls: None,
-                partial: Vec::new(),
-                out: Vec::new(),
-                cipher_out: Vec::new(),
-                masks: Masks::new(1),
-                pairs: vec![Pair::default()],
-                closed: None,
-                index: 0,
-                room: Some(0),
-                publisher: None,
-            };
+            let mut c = test_conn(a);
             let mut scanner = marker::Scanner::new();
             let mut scratch = vec![0u8; scratch_len];
             let mut plain = Vec::new();

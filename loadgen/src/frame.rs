@@ -19,7 +19,7 @@ pub const OP_PONG: u8 = 0xa;
 /// Decodes the frame at the start of `buf`, if all of it is there.
 pub fn next_frame(buf: &[u8]) -> Option<ServerFrame> {
     let (header_len, payload_len) = header(buf)?;
-    if buf.len() < header_len + payload_len {
+    if buf.len() < header_len.saturating_add(payload_len) {
         return None;
     }
     Some(ServerFrame {
@@ -37,7 +37,7 @@ pub fn extent(buf: &[u8]) -> usize {
         return 2;
     }
     match header(buf) {
-        Some((header_len, payload_len)) => header_len + payload_len,
+        Some((header_len, payload_len)) => header_len.saturating_add(payload_len),
         None => header_len(buf[1]),
     }
 }
