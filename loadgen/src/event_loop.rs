@@ -454,19 +454,20 @@ fn read_ready(
         let mut closed = false;
         if !c.partial.is_empty() {
             let mut held = std::mem::take(&mut c.partial);
-            while held.len() < frame::extent(&held) && !data.is_empty() {
-                if frame::extent(&held) > FRAME_BYTES_MAX {
+            let mut need = frame::extent(&held);
+            while held.len() < need && !data.is_empty() {
+                if need > FRAME_BYTES_MAX {
                     c.closed = Some(format!(
-                        "server frame of {} bytes, over the {FRAME_BYTES_MAX}-byte limit",
-                        frame::extent(&held)
+                        "server frame of {need} bytes, over the {FRAME_BYTES_MAX}-byte limit"
                     ));
                     return totals;
                 }
-                let take = (frame::extent(&held) - held.len()).min(data.len());
+                let take = (need - held.len()).min(data.len());
                 held.extend_from_slice(&data[..take]);
                 data = &data[take..];
+                need = frame::extent(&held);
             }
-            if held.len() == frame::extent(&held) {
+            if held.len() == need {
                 let (consumed, r) = frames(scanner, protocol, &held, c, recorder, now);
                 debug_assert!(r.3 || consumed == held.len(), "one whole frame");
                 add(&mut totals, r);
@@ -568,64 +569,68 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
-    /// An unmasked server text frame carrying `payload`.
-    fn server_frame(payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![0x81u8];
-        let len = payload.len();
-        if len < 126 {
-            out.push(len as u8);
-        } else if len <= u16::MAX as usize {
-            out.push(126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
+    /// One connection's socket pair and everything `read_ready` reads it with.
+    struct Reader {
+        server: UnixStream,
+        conn: RunConn,
+        scanner: marker::Scanner,
+        scratch: Vec<u8>,
+        plain: Vec<u8>,
+        recorder: Recorder,
+    }
+
+    impl Reader {
+        fn new(scratch_len: usize) -> Self {
+            let (client, server) = UnixStream::pair().unwrap();
+            client.set_nonblocking(true).unwrap();
+            Self {
+                server,
+                conn: RunConn {
+                    fd: OwnedFd::from(client),
+                    tls: None,
+                    partial: Vec::new(),
+                    out: Vec::new(),
+                    cipher_out: Vec::new(),
+                    masks: Masks::new(1),
+                    pairs: vec![Pair::default()],
+                    closed: None,
+                    index: 0,
+                    room: Some(0),
+                    publisher: None,
+                },
+                scanner: marker::Scanner::new(),
+                scratch: vec![0u8; scratch_len],
+                plain: Vec::new(),
+                recorder: Recorder::new(0, 0, u64::MAX),
+            }
         }
-        out.extend_from_slice(payload);
-        out
+
+        /// The server writes `piece`; the client reads what is ready: (frames, markers).
+        fn feed(&mut self, piece: &[u8]) -> (u64, u64) {
+            self.server.write_all(piece).unwrap();
+            let (frames, marks, _) = read_ready(
+                &mut self.conn,
+                &Protocol::Corecast,
+                &mut self.scanner,
+                &mut self.scratch,
+                &mut self.plain,
+                &mut self.recorder,
+                2_000_000,
+            );
+            (frames, marks)
+        }
     }
 
     #[test]
     fn a_frame_over_the_limit_closes_the_connection_instead_of_buffering() {
-        let (a, mut b) = UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
-        let mut c = test_conn(a);
+        let mut r = Reader::new(64);
         let mut header = vec![0x81u8, 127];
         header.extend_from_slice(&(1u64 << 40).to_be_bytes());
-        let (mut scanner, mut scratch, mut plain) =
-            (marker::Scanner::new(), vec![0u8; 64], Vec::new());
-        let mut recorder = Recorder::new(0, 0, u64::MAX);
-        for piece in [&header[..], &[b'x'; 100][..]] {
-            b.write_all(piece).unwrap();
-            read_ready(
-                &mut c,
-                &Protocol::Corecast,
-                &mut scanner,
-                &mut scratch,
-                &mut plain,
-                &mut recorder,
-                0,
-            );
-        }
-        let why = c.closed.expect("closed");
+        r.feed(&header);
+        r.feed(&[b'x'; 100]);
+        let why = r.conn.closed.expect("closed");
         assert!(why.contains("1099511627786 bytes"), "{why}");
-        assert!(c.partial.capacity() < 1024);
-    }
-
-    fn test_conn(fd: UnixStream) -> RunConn {
-        RunConn {
-            fd: OwnedFd::from(fd),
-            tls: None,
-            partial: Vec::new(),
-            out: Vec::new(),
-            cipher_out: Vec::new(),
-            masks: Masks::new(1),
-            pairs: vec![Pair::default()],
-            closed: None,
-            index: 0,
-            room: Some(0),
-            publisher: None,
-        }
+        assert!(r.conn.partial.capacity() < 1024);
     }
 
     #[test]
@@ -656,46 +661,35 @@ mod tests {
                 seq += 1;
             }
             payload.resize(size, b'.');
-            let frame = server_frame(&payload);
+            let frame = frame::server_frame(&payload);
             largest = largest.max(frame.len());
             stream.extend_from_slice(&frame);
         }
         let cuts = [(1usize, 5usize), (7, 64), (333, 1_000), (9_999, 256 * 1024)];
         for (chunk, scratch_len) in cuts {
-            let (a, mut b) = UnixStream::pair().unwrap();
-            a.set_nonblocking(true).unwrap();
-            let mut c = test_conn(a);
-            let mut scanner = marker::Scanner::new();
-            let mut scratch = vec![0u8; scratch_len];
-            let mut plain = Vec::new();
-            let mut recorder = Recorder::new(0, 0, u64::MAX);
+            let mut r = Reader::new(scratch_len);
             let (mut frames_seen, mut marks) = (0, 0);
             for piece in stream.chunks(chunk) {
-                b.write_all(piece).unwrap();
-                let (f, m, _) = read_ready(
-                    &mut c,
-                    &Protocol::Corecast,
-                    &mut scanner,
-                    &mut scratch,
-                    &mut plain,
-                    &mut recorder,
-                    2_000_000,
-                );
+                let (f, m) = r.feed(piece);
                 frames_seen += f;
                 marks += m;
-                assert!(c.partial.len() < largest, "held {} bytes", c.partial.len());
                 assert!(
-                    c.partial.capacity() <= 2 * largest,
-                    "{}",
-                    c.partial.capacity()
+                    r.conn.partial.len() < largest,
+                    "held {} bytes",
+                    r.conn.partial.len()
                 );
-                assert!(c.closed.is_none());
+                assert!(
+                    r.conn.partial.capacity() <= 2 * largest,
+                    "{}",
+                    r.conn.partial.capacity()
+                );
+                assert!(r.conn.closed.is_none());
             }
             assert_eq!(frames_seen, sizes.len() as u64, "chunks of {chunk}");
             assert_eq!(marks, seq, "chunks of {chunk}");
-            assert!(c.partial.is_empty());
-            assert_eq!(c.pairs[0].unique, seq);
-            assert_eq!(c.pairs[0].duplicates, 0);
+            assert!(r.conn.partial.is_empty());
+            assert_eq!(r.conn.pairs[0].unique, seq);
+            assert_eq!(r.conn.pairs[0].duplicates, 0);
         }
     }
 }

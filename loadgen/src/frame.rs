@@ -112,6 +112,24 @@ impl Masks {
     }
 }
 
+/// An unmasked, final server text frame carrying `payload`, as a server writes it.
+#[cfg(test)]
+pub fn server_frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x81u8];
+    let len = payload.len();
+    if len < 126 {
+        out.push(len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,17 +137,7 @@ mod tests {
     #[test]
     fn reads_what_a_server_writes() {
         for len in [0usize, 5, 125, 126, 65535, 65536] {
-            let mut buf = vec![0x81u8];
-            if len < 126 {
-                buf.push(len as u8);
-            } else if len < 65536 {
-                buf.push(126);
-                buf.extend_from_slice(&(len as u16).to_be_bytes());
-            } else {
-                buf.push(127);
-                buf.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-            buf.extend(std::iter::repeat_n(b'a', len));
+            let buf = server_frame(&vec![b'a'; len]);
             let f = next_frame(&buf).unwrap();
             assert_eq!(f.payload_len, len);
             assert_eq!(f.header_len + len, buf.len());
