@@ -5,6 +5,8 @@
 
 mod api;
 mod connection;
+mod fanout_chunks;
+mod frame_chunk;
 mod http;
 mod room_ops;
 mod send_queue;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::connection::Phase;
 use super::shard::{unix_ms, Shard};
 use super::shard_msg::{shard_of, ConnRef, CreateRoom, RoomQuery, ShardMsg};
 use crate::limits::{
@@ -615,17 +616,51 @@ impl Shard {
         self.enqueue_to_members(rk, &frame);
     }
 
-    /// Queues `frame` to this shard's members of room `rk`.
+    /// Queues `frame` to this shard's members of room `rk`. The frame is copied once into the
+    /// room's chunk, and each member's queue takes (or extends) a range of it: no reference
+    /// count and no entry per member per message. Members whose queue is full are cut off
+    /// after the loop, since the cut changes the room.
     pub(super) fn enqueue_to_members(&mut self, rk: usize, frame: &Bytes) {
-        let mut members = std::mem::take(&mut self.member_scratch);
-        members.clear();
-        if let Some(room) = self.rooms.get(rk) {
-            members.extend(room.members.iter().map(|(_, &k)| k));
+        let Some(room) = self.rooms.get(rk) else {
+            return;
+        };
+        if room.members.is_empty() {
+            return;
         }
-        for &key in &members {
-            self.enqueue(key, frame.clone());
+        let placed = self.fanout_chunks.place(rk, frame);
+        let mut slow = std::mem::take(&mut self.member_scratch);
+        slow.clear();
+        let mut queued = 0;
+        for (_, &key) in room.members.iter() {
+            let conn = &mut self.conns[key];
+            if conn.phase != Phase::Open {
+                continue;
+            }
+            let pushed = match &placed {
+                Some((chunk, start, end)) => conn.queue.push_chunk(chunk, *start, *end),
+                None => conn.queue.push(frame.clone()),
+            };
+            if pushed.is_err() {
+                slow.push(key);
+                continue;
+            }
+            queued += 1;
+            if !conn.in_dirty && !conn.write_blocked {
+                conn.in_dirty = true;
+                self.dirty.push((key, conn.id));
+            }
         }
-        self.member_scratch = members;
+        self.stats.frames_out.fetch_add(queued, RELAXED);
+        if queued > 0 {
+            self.wake_flusher();
+        }
+        for &key in &slow {
+            if self.conns.get(key).is_some_and(|c| c.phase == Phase::Open) {
+                tracing::debug!(conn = self.conns[key].id, "slow consumer cut off");
+                self.cut_off_slow_consumer(key);
+            }
+        }
+        self.member_scratch = slow;
     }
 
     /// `@name` in a message notifies the room's user of that name (not the sender).

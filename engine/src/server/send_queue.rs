@@ -5,8 +5,44 @@
 //! past `max`; a push that would is refused so the caller can apply the slow-consumer policy.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use bytes::{Buf, Bytes};
+
+use super::frame_chunk::FrameChunk;
+
+/// One queued frame (or run of frames) and what of it is still unwritten.
+#[derive(Debug)]
+enum Queued {
+    /// Queued for this connection alone; advanced in place as it is written.
+    Own(Bytes),
+    /// Fan-out frames in a room's shared chunk: bytes `start..end` are unwritten.
+    Chunk {
+        chunk: Rc<FrameChunk>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Queued {
+    fn unwritten(&self) -> &[u8] {
+        match self {
+            Queued::Own(b) => b,
+            Queued::Chunk { chunk, start, end } => chunk.get(*start, *end),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.unwritten().len()
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Queued::Own(b) => b.advance(n),
+            Queued::Chunk { start, .. } => *start += n,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct QueueFull {
@@ -16,7 +52,7 @@ pub struct QueueFull {
 
 #[derive(Debug)]
 pub struct SendQueue {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Queued>,
     bytes: usize,
     max: usize,
     /// The front frame was partly written: it must be finished before anything else.
@@ -42,7 +78,43 @@ impl SendQueue {
             });
         }
         self.bytes += frame.len();
-        self.frames.push_back(frame);
+        self.frames.push_back(Queued::Own(frame));
+        Ok(())
+    }
+
+    /// Queues bytes `start..end` of a room's chunk (one or more fan-out frames), or refuses
+    /// them when the queue would exceed its limit. Bytes right after the last queued range
+    /// of the same chunk extend that range.
+    pub fn push_chunk(
+        &mut self,
+        chunk: &Rc<FrameChunk>,
+        start: usize,
+        end: usize,
+    ) -> Result<(), QueueFull> {
+        let len = end - start;
+        if self.bytes + len > self.max {
+            return Err(QueueFull {
+                queued: self.bytes,
+                max: self.max,
+            });
+        }
+        self.bytes += len;
+        if let Some(Queued::Chunk {
+            chunk: last,
+            end: last_end,
+            ..
+        }) = self.frames.back_mut()
+        {
+            if *last_end == start && Rc::ptr_eq(last, chunk) {
+                *last_end = end;
+                return Ok(());
+            }
+        }
+        self.frames.push_back(Queued::Chunk {
+            chunk: chunk.clone(),
+            start,
+            end,
+        });
         Ok(())
     }
 
@@ -50,11 +122,12 @@ impl SendQueue {
     /// close can always be sent.
     pub fn push_control(&mut self, frame: Bytes) {
         self.bytes += frame.len();
-        self.frames.push_back(frame);
+        self.frames.push_back(Queued::Own(frame));
     }
 
-    /// Drops everything queued except the rest of a partly written frame, so the stream stays
-    /// well-formed for a close frame (a connection being cut off).
+    /// Drops everything queued except the rest of a partly written entry, so the stream stays
+    /// well-formed for a close frame (a connection being cut off). An entry is one frame, or a
+    /// run of whole fan-out frames in one chunk; all of that run is kept.
     pub fn clear(&mut self) {
         let keep = if self.front_started {
             self.frames.pop_front()
@@ -85,6 +158,7 @@ impl SendQueue {
         let Some(first) = self.frames.front() else {
             return &[];
         };
+        let first = first.unwritten();
         if self.frames.len() == 1 || first.len() >= max {
             return &first[..first.len().min(max)];
         }
@@ -94,6 +168,7 @@ impl SendQueue {
             if room == 0 {
                 break;
             }
+            let f = f.unwritten();
             scratch.extend_from_slice(&f[..f.len().min(room)]);
         }
         scratch
@@ -121,6 +196,41 @@ impl SendQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_ranges_extend_and_are_written_like_own_frames() {
+        let mut q = SendQueue::new(12);
+        let mut scratch = Vec::new();
+        let chunk = FrameChunk::new(64);
+        q.push(Bytes::from_static(b"own")).unwrap();
+        let (s, e) = chunk.append(b"sha").unwrap();
+        q.push_chunk(&chunk, s, e).unwrap();
+        let (s, e) = chunk.append(b"red").unwrap();
+        q.push_chunk(&chunk, s, e).unwrap();
+        assert_eq!(
+            Rc::strong_count(&chunk),
+            2,
+            "the second range extends the first"
+        );
+        let (s, e) = chunk.append(b"!!!!").unwrap();
+        let err = q.push_chunk(&chunk, s, e).unwrap_err();
+        assert_eq!((err.queued, err.max), (9, 12));
+        assert_eq!(q.gather(&mut scratch, 64), b"ownshared");
+        q.consume(5);
+        assert_eq!(q.gather(&mut scratch, 64), b"ared");
+        // A range that does not follow the last one is a new entry.
+        let (s, e) = chunk.append(b"x").unwrap();
+        q.push_chunk(&chunk, s, e).unwrap();
+        assert_eq!(Rc::strong_count(&chunk), 3);
+        assert_eq!(q.gather(&mut scratch, 64), b"aredx");
+        // Cutting off keeps the rest of a range already partly on the wire.
+        q.consume(1);
+        q.clear();
+        assert_eq!(q.gather(&mut scratch, 64), b"red");
+        q.consume(3);
+        assert!(q.is_empty());
+        assert_eq!(Rc::strong_count(&chunk), 1);
+    }
 
     #[test]
     fn bounded_but_control_frames_pass() {

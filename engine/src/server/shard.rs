@@ -22,6 +22,7 @@ use simd_json::prelude::*;
 use slab::Slab;
 
 use super::connection::{Conn, Phase};
+use super::fanout_chunks::FanoutChunks;
 use super::room_ops::Gather;
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, RoomQuery, ShardMsg};
 use crate::config::Config;
@@ -60,7 +61,7 @@ pub struct Shard {
     pub conns: Slab<Conn>,
     pub rooms: RoomTable,
     /// Connections with frames queued since the last flush pass.
-    dirty: Vec<(usize, u64)>,
+    pub(super) dirty: Vec<(usize, u64)>,
     /// Least time between two writes to one connection (`--write-interval-ms`).
     write_interval: Duration,
     /// Dirty connections written too recently, by when they are due (`--write-interval-ms`).
@@ -78,9 +79,12 @@ pub struct Shard {
     /// Connections whose session stopped reading while paused; each appears once (see
     /// `Conn::read_paused`), so this never holds more than the shard's connections.
     pub paused_readers: Vec<usize>,
-    /// Reused for every fan-out: a room's member keys, copied so the slow-consumer cut may
-    /// change the room while frames are queued. No allocation per message.
+    /// Reused for lists of connection keys: members a fan-out found with full queues (cut
+    /// off after it, since the cut changes the room), or a room's members copied before a
+    /// loop that may change the room. No allocation per message.
     pub member_scratch: Vec<usize>,
+    /// Each room's chunk, where its fan-outs copy their frames for the members' queues.
+    pub fanout_chunks: FanoutChunks,
     /// Users this shard owns (see `users::Directory`).
     pub directory: Directory,
     /// Users with connections on this shard, by user id.
@@ -145,6 +149,7 @@ impl Shard {
             reading_paused: false,
             paused_readers: Vec::new(),
             member_scratch: Vec::new(),
+            fanout_chunks: FanoutChunks::default(),
             directory: Directory::new(USERS_PER_SHARD_MAX),
             local_users: HashMap::new(),
             gathers: Slab::new(),
@@ -238,7 +243,7 @@ impl Shard {
         self.wake_flusher();
     }
 
-    fn wake_flusher(&mut self) {
+    pub(super) fn wake_flusher(&mut self) {
         if let Some(w) = self.flusher.take() {
             w.wake();
         }
@@ -346,6 +351,7 @@ impl Shard {
     /// Pings connections silent for an interval and closes those silent for two; ends
     /// closes whose linger ran out. Called by the shard's housekeeping tick.
     pub fn housekeeping(&mut self, now: Instant) {
+        self.fanout_chunks.release_unused();
         let interval = self.config.ping_interval();
         let mut ping = Vec::new();
         let mut dead = Vec::new();
@@ -807,7 +813,7 @@ impl Shard {
     }
 
     /// The slow-consumer policy: drop what is queued, close with 1008, count it.
-    fn cut_off_slow_consumer(&mut self, key: usize) {
+    pub(super) fn cut_off_slow_consumer(&mut self, key: usize) {
         self.stats.slow_consumer_closes.fetch_add(1, RELAXED);
         self.conns[key].queue.clear();
         self.close_conn(key, close::POLICY, "slow consumer");
