@@ -33,7 +33,8 @@ impl FrameChunk {
         self.capacity
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.len.get()
     }
 

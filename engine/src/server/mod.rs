@@ -27,6 +27,8 @@ use crate::limits::{INBOX_MESSAGES_MAX, SHUTDOWN_GRACE};
 use crate::runtime::{bind_listeners, spawn_shard, Inbox, ShardThread};
 use crate::stats::ShardStats;
 
+pub use fanout_chunks::FanoutChunks;
+pub use frame_chunk::FrameChunk;
 pub use send_queue::SendQueue;
 pub use shard_msg::ShardMsg;
 
