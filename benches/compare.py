@@ -53,6 +53,13 @@ SERVERS = {
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],
     },
+    "corecast-nobatch-paced": {
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
+                             "--addr", f"127.0.0.1:{port}", "--log", "warn", "--batch-window-ms", "0",
+                             "--write-interval-ms", "20"],
+        "url": lambda port: f"ws://127.0.0.1:{port}/ws",
+        "proto": ["--protocol", "corecast"],
+    },
     "bun": {
         "cmd": lambda port: [str(PEERS / "node_modules/.bin/bun"), str(PEERS / "bun-server.js")],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
@@ -328,7 +335,7 @@ def main():
     scenarios = a.scenarios.split(",")
 
     run(["cargo", "build", "--release", "-q", "-p", "corecast", "-p", "loadgen"], cwd=ROOT)
-    if any(s not in ("corecast", "corecast-nobatch") for s in servers):
+    if any(not s.startswith("corecast") for s in servers):
         run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=PEERS)
     versions = {
         "corecast": subprocess.run([str(ROOT / "target/release/corecast"), "--version"],
