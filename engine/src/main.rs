@@ -13,6 +13,23 @@ use corecast::{Config, Server};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay`: its position in the option enum of both of its v2 and
+/// v3 headers (libmimalloc-sys names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes the allocator return freed pages to the OS when they are freed. mimalloc's default
+/// waits (1 s in v3, 10 ms in v2) and purges only on later allocator calls, which an idle
+/// server does not make: memory freed after a burst of connects stayed resident. Measured
+/// with 15,000 idle connections, alternating: 480–765 bytes each instead of 847–1,127, and
+/// no change in CPU at 4M and 8M deliveries/s or in connects/s. `MIMALLOC_PURGE_DELAY` in
+/// the environment still decides when it is set.
+fn return_freed_memory_promptly() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option; mimalloc reads options atomically.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
 /// corecast: a sharded thread-per-core WebSocket server for rooms, chat and games.
 ///
 /// Every setting can also come from a TOML file (`--config FILE`, keys spelled like the flags
@@ -136,6 +153,7 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn main() -> anyhow::Result<()> {
+    return_freed_memory_promptly();
     let cli = Cli::parse();
     if let Some(Command::Chat(args)) = cli.command {
         return cli::chat::run(args);
@@ -157,4 +175,31 @@ fn main() -> anyhow::Result<()> {
     server.shutdown()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reads and writes integer options.
+        unsafe {
+            // Its documented default shows the constant names the right option.
+            let default = if libmimalloc_sys::mi_version() >= 300 {
+                1000
+            } else {
+                10
+            };
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY),
+                default
+            );
+            return_freed_memory_promptly();
+            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 0);
+        }
+    }
 }
