@@ -1,5 +1,6 @@
-//! A connection's outgoing frames: shared `Bytes` (never copied per recipient until the final
-//! gather into one write), bounded in bytes.
+//! A connection's outgoing frames: its own `Bytes` and ranges of rooms' fan-out chunks, in
+//! order, bounded in bytes. Nothing is copied per recipient; several entries are copied into
+//! one buffer only to leave in one write, and a lone entry is written as it is.
 //!
 //! Invariant: `bytes` is the exact number of unsent bytes queued, and data frames never push it
 //! past `max`; a push that would is refused so the caller can apply the slow-consumer policy.
