@@ -1,8 +1,9 @@
 //! Each room's current [`FrameChunk`] on this shard: where its fan-outs copy their frames.
 //!
 //! Invariant: a chunk is started over only when no queue holds a range of it, and dropped
-//! (by `release_unused`) only then too; a room's chunks grow by doubling up to
-//! [`FANOUT_CHUNK_BYTES_MAX`], so quiet rooms hold little and busy ones allocate rarely.
+//! (by `release_unused`) only then and when its room sent nothing since the previous call; a
+//! room's chunks grow by doubling up to [`FANOUT_CHUNK_BYTES_MAX`], so quiet rooms hold
+//! little and busy ones allocate rarely.
 
 use std::rc::Rc;
 
@@ -13,8 +14,9 @@ use crate::limits::{FANOUT_CHUNK_BYTES_MAX, FANOUT_CHUNK_BYTES_MIN, FANOUT_FRAME
 
 #[derive(Debug, Default)]
 pub struct FanoutChunks {
-    /// By room key.
-    chunks: Vec<Option<Rc<FrameChunk>>>,
+    /// By room key: the room's current chunk, and whether a frame went into it since the
+    /// last `release_unused`.
+    chunks: Vec<Option<(Rc<FrameChunk>, bool)>>,
 }
 
 impl FanoutChunks {
@@ -28,7 +30,8 @@ impl FanoutChunks {
             self.chunks.resize_with(rk + 1, || None);
         }
         let slot = &mut self.chunks[rk];
-        if let Some(chunk) = slot {
+        if let Some((chunk, used)) = slot {
+            *used = true;
             if let Some(unshared) = Rc::get_mut(chunk) {
                 // Every member wrote what it held: start over in memory that is still warm.
                 unshared.reset();
@@ -39,22 +42,25 @@ impl FanoutChunks {
         }
         let capacity = slot
             .as_ref()
-            .map_or(FANOUT_CHUNK_BYTES_MIN, |c| c.capacity() * 2)
+            .map_or(FANOUT_CHUNK_BYTES_MIN, |(c, _)| c.capacity() * 2)
             .clamp(FANOUT_CHUNK_BYTES_MIN, FANOUT_CHUNK_BYTES_MAX);
         let chunk = FrameChunk::new(capacity);
         let (start, end) = chunk
             .append(frame)
             .expect("a fresh chunk holds any frame up to FANOUT_FRAME_BYTES_MAX");
-        *slot = Some(chunk.clone());
+        *slot = Some((chunk.clone(), true));
         Some((chunk, start, end))
     }
 
-    /// Drops the chunks no queue holds a range of (housekeeping): a room that went quiet
-    /// keeps no memory, and starts again from a small chunk.
+    /// Drops the chunks of rooms that sent nothing since the last call and that no queue
+    /// holds a range of (housekeeping): a room that went quiet keeps no memory and starts
+    /// again from a small chunk, and a busy one keeps its warm chunk.
     pub fn release_unused(&mut self) {
         for slot in &mut self.chunks {
-            if slot.as_ref().is_some_and(|c| Rc::strong_count(c) == 1) {
-                *slot = None;
+            match slot {
+                Some((chunk, false)) if Rc::strong_count(chunk) == 1 => *slot = None,
+                Some((_, used)) => *used = false,
+                None => {}
             }
         }
         while self.chunks.last().is_some_and(Option::is_none) {
@@ -65,7 +71,11 @@ impl FanoutChunks {
     /// Bytes of chunk memory held, for tests.
     #[cfg(test)]
     pub fn capacity_bytes(&self) -> usize {
-        self.chunks.iter().flatten().map(|c| c.capacity()).sum()
+        self.chunks
+            .iter()
+            .flatten()
+            .map(|(c, _)| c.capacity())
+            .sum()
     }
 }
 
@@ -93,6 +103,15 @@ mod tests {
         drop(c);
         let (c, start, _) = t.place(0, &Bytes::from_static(b"def")).unwrap();
         assert_eq!(start, 0, "started over");
+        drop(c);
+        t.release_unused();
+        assert_eq!(
+            t.capacity_bytes(),
+            FANOUT_CHUNK_BYTES_MIN,
+            "the room sent meanwhile"
+        );
+        let (c, _, _) = t.place(0, &Bytes::from_static(b"ghi")).unwrap();
+        t.release_unused();
         t.release_unused();
         assert_eq!(
             t.capacity_bytes(),
@@ -101,7 +120,7 @@ mod tests {
         );
         drop(c);
         t.release_unused();
-        assert_eq!(t.capacity_bytes(), 0);
+        assert_eq!(t.capacity_bytes(), 0, "quiet and unheld");
     }
 
     #[test]
