@@ -50,3 +50,26 @@ fn every_member_gets_every_frame_whole_and_in_order() {
     }
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn a_rooms_first_frame_may_be_larger_than_a_first_chunk() {
+    let srv = server(|c| {
+        c.batch_window_ms = 0;
+        c.max_content_bytes = 40_000;
+    });
+    let addr = srv.local_addr();
+    let mut a = Client::connect(addr, "/ws");
+    let mut b = Client::connect(addr, "/ws");
+    a.join("big-first");
+    b.join("big-first");
+    // Over the 4 KiB first chunk, under the 16 KiB frames queued by themselves.
+    let content = "y".repeat(10_000);
+    a.send(json!({"type":"message:send","room":"big-first","content":content}));
+    for m in [&mut a, &mut b] {
+        assert_eq!(
+            m.recv_type("message:new")["content"].as_str(),
+            Some(content.as_str())
+        );
+    }
+    srv.shutdown().unwrap();
+}

@@ -43,7 +43,8 @@ impl FanoutChunks {
         let capacity = slot
             .as_ref()
             .map_or(FANOUT_CHUNK_BYTES_MIN, |(c, _)| c.capacity() * 2)
-            .clamp(FANOUT_CHUNK_BYTES_MIN, FANOUT_CHUNK_BYTES_MAX);
+            .clamp(FANOUT_CHUNK_BYTES_MIN, FANOUT_CHUNK_BYTES_MAX)
+            .max(frame.len().next_power_of_two());
         let chunk = FrameChunk::new(capacity);
         let (start, end) = chunk
             .append(frame)
@@ -141,5 +142,19 @@ mod tests {
         assert!(capacities.windows(2).all(|w| w[1] == 2 * w[0]));
         let big = Bytes::from(vec![b'y'; FANOUT_FRAME_BYTES_MAX + 1]);
         assert!(t.place(0, &big).is_none());
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_next_chunk_gets_a_chunk_that_holds_it() {
+        let mut t = FanoutChunks::default();
+        // A quiet room's first frame, bigger than the first chunk size.
+        let first = Bytes::from(vec![b'a'; FANOUT_CHUNK_BYTES_MIN * 2 + 1]);
+        let (c1, s, e) = t.place(0, &first).unwrap();
+        assert_eq!(c1.get(s, e), &first[..]);
+        // Held, so the next chunk doubles, and a frame bigger than double still fits.
+        let next = Bytes::from(vec![b'b'; FANOUT_FRAME_BYTES_MAX]);
+        let (c2, s, e) = t.place(0, &next).unwrap();
+        assert!(!Rc::ptr_eq(&c1, &c2));
+        assert_eq!(c2.get(s, e), &next[..]);
     }
 }
