@@ -84,6 +84,17 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Lists this connection (slab key `key`) in the shard's `dirty` list for the flusher,
+    /// unless it is listed already or waits for writability. Whether it was newly listed.
+    pub fn list_dirty(&mut self, key: usize, dirty: &mut Vec<(usize, u64)>) -> bool {
+        if self.in_dirty || self.write_blocked {
+            return false;
+        }
+        self.in_dirty = true;
+        dirty.push((key, self.id));
+        true
+    }
+
     pub fn new(
         id: u64,
         fd: RawFd,

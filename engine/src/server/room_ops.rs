@@ -645,10 +645,7 @@ impl Shard {
                 continue;
             }
             queued += 1;
-            if !conn.in_dirty && !conn.write_blocked {
-                conn.in_dirty = true;
-                self.dirty.push((key, conn.id));
-            }
+            conn.list_dirty(key, &mut self.dirty);
         }
         self.stats.frames_out.fetch_add(queued, RELAXED);
         if queued > 0 {

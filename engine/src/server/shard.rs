@@ -234,13 +234,9 @@ impl Shard {
     }
 
     fn mark_dirty(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if conn.in_dirty || conn.write_blocked {
-            return;
+        if self.conns[key].list_dirty(key, &mut self.dirty) {
+            self.wake_flusher();
         }
-        conn.in_dirty = true;
-        self.dirty.push((key, conn.id));
-        self.wake_flusher();
     }
 
     pub(super) fn wake_flusher(&mut self) {
