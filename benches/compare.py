@@ -222,7 +222,7 @@ def svg_plot(rows, scenario, servers):
     xmax = max(r["deliveries_per_sec"] for r in pts) * 1.1 or 1
     import math
     ymin, ymax = 0.0, math.log10(max(max(r["p99_ms"] for r in pts), 1.0) * 2)
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
     x = lambda v: pad + v / xmax * (w - pad - 20)
     y = lambda ms: h - pad - (math.log10(max(ms, 1.0)) - ymin) / (ymax - ymin or 1) * (h - pad - 30)
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
@@ -236,6 +236,10 @@ def svg_plot(rows, scenario, servers):
         if math.log10(ms) <= ymax:
             o.append(f'<text x="{pad-6}" y="{y(ms)+4:.1f}" text-anchor="end">{ms}</text>')
             o.append(f'<line x1="{pad}" y1="{y(ms):.1f}" x2="{w-20}" y2="{y(ms):.1f}" stroke="#eee"/>')
+    if math.log10(P99_BOUND_MS) <= ymax:
+        o.append(f'<line x1="{pad}" y1="{y(P99_BOUND_MS):.1f}" x2="{w-20}" y2="{y(P99_BOUND_MS):.1f}" '
+                 'stroke="#c00" stroke-dasharray="6 4"/>')
+        o.append(f'<text x="{pad+6}" y="{y(P99_BOUND_MS)-5:.1f}" fill="#c00">p99 bound {P99_BOUND_MS:g} ms</text>')
     for i in range(0, 6):
         v = xmax * i / 5
         o.append(f'<text x="{x(v):.1f}" y="{h-pad+16}" text-anchor="middle">{v/1e6:.1f}</text>')
