@@ -21,6 +21,11 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// A number below `n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
@@ -109,9 +114,8 @@ fn random_frames_and_bytes_never_hurt_the_server() {
 /// oversized strings, negative, fractional and huge numbers, ids of real and unknown users.
 fn field_value(rng: &mut Rng, field: &str, user_ids: &[String]) -> serde_json::Value {
     let long = "x".repeat(3000);
-    let pick = |rng: &mut Rng, vs: Vec<serde_json::Value>| {
-        vs[(rng.next() % vs.len() as u64) as usize].clone()
-    };
+    let pick =
+        |rng: &mut Rng, vs: Vec<serde_json::Value>| vs[rng.below(vs.len() as u64) as usize].clone();
     let odd = vec![
         json!(null),
         json!(-1),
@@ -162,7 +166,7 @@ fn field_value(rng: &mut Rng, field: &str, user_ids: &[String]) -> serde_json::V
         "ref" => vec![json!("r"), json!(7), json!("x".repeat(200))],
         _ => unreachable!("{field}"),
     };
-    if rng.next().is_multiple_of(8) {
+    if rng.below(8) == 0 {
         pick(rng, odd)
     } else {
         pick(rng, good)
@@ -194,11 +198,11 @@ fn random_message(rng: &mut Rng, user_ids: &[String]) -> serde_json::Value {
         ("notification:list", &[]),
         ("notification:read", &["ids"]),
     ];
-    let (kind, fields) = TYPES[(rng.next() % TYPES.len() as u64) as usize];
+    let (kind, fields) = TYPES[rng.below(TYPES.len() as u64) as usize];
     let mut m = serde_json::Map::new();
     m.insert(
         "type".into(),
-        if rng.next().is_multiple_of(20) {
+        if rng.below(20) == 0 {
             json!("room:explode")
         } else {
             json!(kind)
@@ -206,11 +210,11 @@ fn random_message(rng: &mut Rng, user_ids: &[String]) -> serde_json::Value {
     );
     for f in fields {
         // Each field is left out now and then.
-        if !rng.next().is_multiple_of(6) {
+        if rng.below(6) != 0 {
             m.insert((*f).into(), field_value(rng, f, user_ids));
         }
     }
-    if rng.next().is_multiple_of(3) {
+    if rng.below(3) == 0 {
         m.insert("ref".into(), field_value(rng, "ref", user_ids));
     }
     serde_json::Value::Object(m)
@@ -293,7 +297,7 @@ fn random_valid_and_invalid_messages_never_hurt_the_server() {
     let mut seen = std::collections::BTreeMap::new();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     for step in 0..1500 {
-        let i = (rng.next() % clients.len() as u64) as usize;
+        let i = rng.below(clients.len() as u64) as usize;
         if open[i] {
             let m = random_message(&mut rng, &user_ids);
             clients[i].send(m);
