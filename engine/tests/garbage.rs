@@ -237,6 +237,11 @@ fn drain_checking_errors(
                     None => v["type"].as_str().unwrap_or_default().to_string(),
                 };
                 *seen.entry(kind).or_default() += 1;
+                // A batch's messages count as what they are.
+                for m in v["messages"].as_array().into_iter().flatten() {
+                    let kind = m["type"].as_str().unwrap_or_default().to_string();
+                    *seen.entry(kind).or_default() += 1;
+                }
                 if v["type"] == "error" || v["type"] == "auth:error" {
                     let code = v["code"].as_str().unwrap_or_default();
                     assert!(
