@@ -54,6 +54,15 @@ pub struct Config {
     pub api_key: Option<String>,
     /// A user whose every device was idle this long goes `away`, in milliseconds.
     pub away_after_ms: u64,
+    /// Frames (of every kind) a connection may send per second, with a second's worth as a
+    /// burst; more closes it with 1008.
+    pub max_frames_per_sec: u32,
+    /// Time a client has to complete a frame or a fragmented message it started, in
+    /// milliseconds; past it the connection is closed with 1008.
+    pub message_timeout_ms: u64,
+    /// Bytes a shard holds for incomplete frames and messages over all its connections; a
+    /// connection that would grow it past this is closed with 1013.
+    pub incomplete_bytes_per_shard: usize,
 }
 
 impl Default for Config {
@@ -76,6 +85,9 @@ impl Default for Config {
             allow_anonymous: true,
             api_key: None,
             away_after_ms: AWAY_AFTER_DEFAULT.as_millis() as u64,
+            max_frames_per_sec: FRAMES_PER_SEC_DEFAULT,
+            message_timeout_ms: INCOMPLETE_MESSAGE_TIMEOUT_DEFAULT.as_millis() as u64,
+            incomplete_bytes_per_shard: INCOMPLETE_BYTES_PER_SHARD_DEFAULT,
         }
     }
 }
@@ -105,6 +117,10 @@ impl Config {
     /// The parsed `rate-limit` (None: off). Valid after [`Config::validate`].
     pub fn rate_limit(&self) -> Option<RateLimit> {
         RateLimit::parse(&self.rate_limit).expect("validated")
+    }
+
+    pub fn message_timeout(&self) -> Duration {
+        Duration::from_millis(self.message_timeout_ms)
     }
 
     pub fn away_after(&self) -> Duration {
@@ -164,6 +180,21 @@ impl Config {
         }
         if self.away_after_ms == 0 {
             return setting("away-after-ms", "must be positive".into());
+        }
+        if self.max_frames_per_sec == 0 {
+            return setting("max-frames-per-sec", "must be positive".into());
+        }
+        if self.message_timeout_ms == 0 {
+            return setting("message-timeout-ms", "must be positive".into());
+        }
+        if self.incomplete_bytes_per_shard < self.max_message_bytes {
+            return setting(
+                "incomplete-bytes-per-shard",
+                format!(
+                    "must be at least max-message-bytes ({})",
+                    self.max_message_bytes
+                ),
+            );
         }
         Ok(())
     }

@@ -82,6 +82,29 @@ pub const OUTBOX_RETRY_INTERVAL: Duration = Duration::from_millis(1);
 /// Time the server waits for the client's close frame after sending its own.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
+/// Time a connection cut off as a slow consumer has to take its 1008 close frame before its
+/// socket is reset. Its reader is stalled, so its kernel send buffer (up to ~4 MB on loopback)
+/// would otherwise stay pinned in FIN-WAIT-1 long after the descriptor is closed.
+pub const SLOW_CONSUMER_LINGER: Duration = Duration::from_millis(500);
+
+/// Default frames a connection may send per second, of every kind (data, continuation, ping);
+/// a connection holds a second's worth as a burst. More closes it with 1008 (counted in
+/// `frame_flood_closes`): 161M empty continuation frames in 3 s once starved a shard. Far
+/// above any real client (a game at 60 Hz, a loadgen publisher at 16k messages/s).
+pub const FRAMES_PER_SEC_DEFAULT: u32 = 50_000;
+
+/// Default time a client has to complete a frame or a fragmented message it started
+/// (`--message-timeout-ms`); past it the connection is closed with 1008
+/// (`incomplete_timeouts`). A 64 KiB message takes under 10 s even at 56 kbit/s; without it
+/// 4,000 connections parked 64 KiB each for a minute.
+pub const INCOMPLETE_MESSAGE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// Default bytes a shard holds for incomplete frames and fragmented messages over all its
+/// connections (`--incomplete-bytes-per-shard`). A connection whose input would grow it past
+/// this is closed with 1013 (try again later, `incomplete_budget_closes`), so parked partial
+/// messages cannot exhaust memory: 20,000 such connections once held 2.6 GB.
+pub const INCOMPLETE_BYTES_PER_SHARD_DEFAULT: usize = 64 * 1024 * 1024;
+
 /// Time a shard waits on shutdown for its clients to answer the 1001 close.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 

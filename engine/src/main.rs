@@ -99,6 +99,18 @@ struct Cli {
     /// A user whose devices were all idle this long goes away, in ms [default: 300000].
     #[arg(long, env = "CORECAST_AWAY_AFTER_MS")]
     away_after_ms: Option<u64>,
+    /// Frames a connection may send per second (a second's worth as a burst); more closes
+    /// it with 1008 [default: 50000].
+    #[arg(long, env = "CORECAST_MAX_FRAMES_PER_SEC")]
+    max_frames_per_sec: Option<u32>,
+    /// Time to complete a started frame or fragmented message, in ms; past it the
+    /// connection is closed with 1008 [default: 10000].
+    #[arg(long, env = "CORECAST_MESSAGE_TIMEOUT_MS")]
+    message_timeout_ms: Option<u64>,
+    /// Bytes a shard holds for incomplete frames and messages; a connection that would grow
+    /// it past this is closed with 1013 [default: 67108864].
+    #[arg(long, env = "CORECAST_INCOMPLETE_BYTES_PER_SHARD")]
+    incomplete_bytes_per_shard: Option<usize>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
@@ -137,7 +149,10 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         history_messages,
         max_content_bytes,
         allow_anonymous,
-        away_after_ms
+        away_after_ms,
+        max_frames_per_sec,
+        message_timeout_ms,
+        incomplete_bytes_per_shard
     );
     if let Some(v) = &cli.rate_limit {
         config.rate_limit = v.clone();

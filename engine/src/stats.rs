@@ -76,6 +76,20 @@ counters! {
     notifications_dropped,
     /// `POST /api/*` requests accepted.
     api_requests,
+    /// Pongs that replaced one still waiting to be sent (a ping flood costs no memory).
+    pongs_conflated,
+    /// Sockets reset at close because the peer left bytes unread past the close linger.
+    closes_reset,
+    /// Slow consumers whose 1008 close frame reached them before the socket closed.
+    slow_consumer_close_sent,
+    /// Connections closed for sending frames faster than `--max-frames-per-sec` (1008).
+    frame_flood_closes,
+    /// Connections closed for not completing a frame or message in time (1008).
+    incomplete_timeouts,
+    /// Connections closed because the shard's budget for incomplete input was spent (1013).
+    incomplete_budget_closes,
+    /// Slow consumers whose socket was reset (their close frame could not be delivered).
+    slow_consumer_resets,
 }
 
 #[cfg(test)]

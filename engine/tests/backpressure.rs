@@ -79,7 +79,13 @@ fn stalled_reader_is_cut_off_and_the_others_keep_receiving() {
     }
     assert_eq!(stats()["slow_consumer_closes"], 1, "after {sent} messages");
     assert!(started.elapsed() < Duration::from_secs(60));
-    // Reading again, it finds what the kernel held, then the 1008 close.
-    assert_eq!(stalled.expect_close(), 1008);
+    // Reading again, it finds what the kernel held, then the 1008 close, unless it came back
+    // after the cut's linger: then its socket was reset to free the kernel's buffer.
+    let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stalled.expect_close()));
+    let s = stats();
+    match closed {
+        Ok(code) => assert_eq!(code, 1008),
+        Err(_) => assert_eq!(s["slow_consumer_resets"], 1, "{s}"),
+    }
     srv.shutdown().unwrap();
 }

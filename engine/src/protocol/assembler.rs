@@ -53,6 +53,11 @@ impl Assembler {
         self.max_message_bytes - used
     }
 
+    /// Bytes held for the fragmented message in progress (its buffer's capacity).
+    pub fn buffered_bytes(&self) -> usize {
+        self.fragments.as_ref().map_or(0, |f| f.buf.capacity())
+    }
+
     /// Whether a fragmented message is in progress.
     pub fn in_message(&self) -> bool {
         self.fragments.is_some()

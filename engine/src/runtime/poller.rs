@@ -150,3 +150,34 @@ pub fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 pub fn close_fd(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
+
+/// Bytes the kernel still holds in the socket's send buffer (unsent or unacknowledged).
+pub fn unsent_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as usize
+    }
+}
+
+/// Closes a connection's descriptor abortively (`SO_LINGER` 0: the peer gets a reset), so the
+/// kernel frees its send buffer at once instead of keeping it in FIN-WAIT-1 for a peer that
+/// does not read.
+pub fn reset_fd(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+        libc::close(fd);
+    }
+}

@@ -44,6 +44,16 @@ impl Reader {
             broken: false,
         }
     }
+
+    /// Bytes held for input not complete yet: a partial frame and a fragmented message.
+    pub fn held_bytes(&self) -> usize {
+        self.partial.capacity() + self.assembler.buffered_bytes()
+    }
+
+    /// Whether a frame or a message has started and not completed.
+    pub fn incomplete(&self) -> bool {
+        !self.partial.is_empty() || self.assembler.in_message()
+    }
 }
 
 #[derive(Debug)]
@@ -81,6 +91,15 @@ pub struct Conn {
     pub last_active: Instant,
     /// The user's owner was told this device is idle.
     pub idle_reported: bool,
+    /// Since when a frame or message has been incomplete (see `Reader::incomplete`).
+    pub incomplete_since: Option<Instant>,
+    /// Budget on frames received, of every kind (None until the first frame).
+    pub frame_bucket: Option<TokenBucket>,
+    /// Cut off as a slow consumer (its close frame may never leave).
+    pub cut: bool,
+    /// The close handshake ran out of time: if the kernel still holds bytes for the peer,
+    /// the socket is reset rather than left to drain in FIN-WAIT-1.
+    pub reset_on_close: bool,
 }
 
 impl Conn {
@@ -122,6 +141,10 @@ impl Conn {
             bucket: None,
             last_active: now,
             idle_reported: false,
+            incomplete_since: None,
+            frame_bucket: None,
+            cut: false,
+            reset_on_close: false,
         }
     }
 

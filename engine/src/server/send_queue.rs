@@ -2,8 +2,10 @@
 //! order, bounded in bytes. Nothing is copied per recipient; several entries are copied into
 //! one buffer only to leave in one write, and a lone entry is written as it is.
 //!
-//! Invariant: `bytes` is the exact number of unsent bytes queued, and data frames never push it
-//! past `max`; a push that would is refused so the caller can apply the slow-consumer policy.
+//! Invariants: `bytes` is the exact number of unsent bytes queued; data frames and pongs never
+//! push it past `max` (a push that would is refused so the caller can apply the slow-consumer
+//! policy); at most one pong waits unsent (a newer ping's pong replaces it, RFC 6455 5.5.3),
+//! so a ping flood cannot grow the queue.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -58,6 +60,12 @@ pub struct SendQueue {
     max: usize,
     /// The front frame was partly written: it must be finished before anything else.
     front_started: bool,
+    /// Entries ever removed from the front: `frames[i]` is entry number `popped + i`.
+    popped: u64,
+    /// Entries ever appended (a range that extends the last entry is not a new one).
+    pushed: u64,
+    /// Entry number of the pong waiting unsent, if one does.
+    pong: Option<u64>,
 }
 
 impl SendQueue {
@@ -67,7 +75,48 @@ impl SendQueue {
             bytes: 0,
             max,
             front_started: false,
+            popped: 0,
+            pushed: 0,
+            pong: None,
         }
+    }
+
+    fn push_entry(&mut self, entry: Queued) {
+        self.bytes += entry.len();
+        self.frames.push_back(entry);
+        self.pushed += 1;
+    }
+
+    fn pop_entry(&mut self) -> Option<Queued> {
+        let entry = self.frames.pop_front()?;
+        self.popped += 1;
+        if self.pong.is_some_and(|p| p < self.popped) {
+            self.pong = None;
+        }
+        Some(entry)
+    }
+
+    /// Queues a pong, counted against the limit like data. A pong still waiting unsent is
+    /// replaced in place (only the newest ping needs an answer): true when this happened.
+    pub fn push_pong(&mut self, frame: Bytes) -> Result<bool, QueueFull> {
+        if let Some(at) = self.pong {
+            let index = (at - self.popped) as usize;
+            let started = index == 0 && self.front_started;
+            if !started {
+                let old = std::mem::replace(&mut self.frames[index], Queued::Own(frame));
+                self.bytes = self.bytes - old.len() + self.frames[index].len();
+                return Ok(true);
+            }
+        }
+        if self.bytes + frame.len() > self.max {
+            return Err(QueueFull {
+                queued: self.bytes,
+                max: self.max,
+            });
+        }
+        self.pong = Some(self.pushed);
+        self.push_entry(Queued::Own(frame));
+        Ok(false)
     }
 
     /// Queues a data frame, or refuses it when the queue would exceed its limit.
@@ -78,8 +127,7 @@ impl SendQueue {
                 max: self.max,
             });
         }
-        self.bytes += frame.len();
-        self.frames.push_back(Queued::Own(frame));
+        self.push_entry(Queued::Own(frame));
         Ok(())
     }
 
@@ -99,7 +147,6 @@ impl SendQueue {
                 max: self.max,
             });
         }
-        self.bytes += len;
         if let Some(Queued::Chunk {
             chunk: last,
             end: last_end,
@@ -108,10 +155,11 @@ impl SendQueue {
         {
             if *last_end == start && Rc::ptr_eq(last, chunk) {
                 *last_end = end;
+                self.bytes += len;
                 return Ok(());
             }
         }
-        self.frames.push_back(Queued::Chunk {
+        self.push_entry(Queued::Chunk {
             chunk: chunk.clone(),
             start,
             end,
@@ -119,11 +167,11 @@ impl SendQueue {
         Ok(())
     }
 
-    /// Queues a control frame (pong, close): at most 127 bytes, allowed past the limit so a
-    /// close can always be sent.
+    /// Queues a frame of the server's own (its ping, its close): at most 127 bytes, allowed
+    /// past the limit so a close can always be sent. The server sends at most one ping per
+    /// interval and one close, so these cannot pile up; pongs go through [`Self::push_pong`].
     pub fn push_control(&mut self, frame: Bytes) {
-        self.bytes += frame.len();
-        self.frames.push_back(Queued::Own(frame));
+        self.push_entry(Queued::Own(frame));
     }
 
     /// Drops everything queued except the rest of a partly written entry, so the stream stays
@@ -137,10 +185,18 @@ impl SendQueue {
         };
         self.frames = VecDeque::new();
         self.bytes = 0;
+        self.pong = None;
         if let Some(rest) = keep {
             self.bytes = rest.len();
             self.frames.push_back(rest);
         }
+        // Renumber: what is left are the last entries appended.
+        self.popped = self.pushed - self.frames.len() as u64;
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -183,7 +239,7 @@ impl SendQueue {
             let front = self.frames.front_mut().expect("bytes counted but no frame");
             if front.len() <= n {
                 n -= front.len();
-                self.frames.pop_front();
+                self.pop_entry();
                 self.front_started = false;
             } else {
                 front.advance(n);
@@ -244,6 +300,33 @@ mod tests {
         q.clear();
         assert!(q.is_empty());
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn a_waiting_pong_is_replaced_and_pongs_count_against_the_limit() {
+        let mut q = SendQueue::new(20);
+        let mut scratch = Vec::new();
+        q.push(Bytes::from_static(b"data")).unwrap();
+        assert!(!q.push_pong(Bytes::from_static(b"p1")).unwrap());
+        for _ in 0..1000 {
+            assert!(q.push_pong(Bytes::from_static(b"p2")).unwrap());
+        }
+        assert_eq!(q.bytes(), 6);
+        q.push(Bytes::from_static(b"more")).unwrap();
+        assert_eq!(q.gather(&mut scratch, 64), b"datap2more");
+        // A pong partly written is finished as it is; the next one queues behind it.
+        q.consume(5);
+        assert!(!q.push_pong(Bytes::from_static(b"p3")).unwrap());
+        assert!(q.push_pong(Bytes::from_static(b"p4")).unwrap());
+        assert_eq!(q.gather(&mut scratch, 64), b"2morep4");
+        q.consume(7);
+        assert!(q.is_empty());
+        // Written pongs are gone: the next one is new, and a full queue refuses it.
+        q.push(Bytes::from(vec![b'x'; 19])).unwrap();
+        let err = q.push_pong(Bytes::from_static(b"p5")).unwrap_err();
+        assert_eq!((err.queued, err.max), (19, 20));
+        q.clear();
+        assert!(!q.push_pong(Bytes::from_static(b"p6")).unwrap());
     }
 
     #[test]

@@ -20,13 +20,17 @@ use super::http;
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
 use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
+use crate::protocol::close;
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
 use crate::protocol::handshake::{
     accept_response, http_response, parse_request, HandshakeError, Route,
 };
 use crate::protocol::Incoming;
-use crate::runtime::{self, close_fd, owner_shard, recv_now, sleep, Stream, EVENTS_PER_WAIT_MAX};
-use crate::users::{verify_token, User};
+use crate::runtime::{
+    self, close_fd, owner_shard, recv_now, reset_fd, sleep, unsent_bytes, Stream,
+    EVENTS_PER_WAIT_MAX,
+};
+use crate::users::{verify_token, TokenBucket, User, Verdict};
 
 use super::connection::{Phase, Reader};
 
@@ -272,8 +276,28 @@ impl Shard {
             debug_assert_eq!(conn.phase, Phase::Done);
             let fd = conn.fd;
             self.poller.remove(fd);
+            self.close_socket(key);
             self.remove_conn(key);
-            close_fd(fd);
+        }
+    }
+
+    /// Closes connection `key`'s socket: gracefully, or with a reset when its close handshake
+    /// ran out of time and the kernel still holds bytes the peer has not taken (a stalled
+    /// reader), so those bytes do not stay pinned in kernel memory. Counts the outcome.
+    fn close_socket(&mut self, key: usize) {
+        let conn = &self.conns[key];
+        let stalled = conn.reset_on_close && (!conn.queue.is_empty() || unsent_bytes(conn.fd) > 0);
+        if stalled {
+            self.stats.closes_reset.fetch_add(1, RELAXED);
+            if conn.cut {
+                self.stats.slow_consumer_resets.fetch_add(1, RELAXED);
+            }
+            reset_fd(conn.fd);
+        } else {
+            if conn.cut {
+                self.stats.slow_consumer_close_sent.fetch_add(1, RELAXED);
+            }
+            close_fd(conn.fd);
         }
     }
 
@@ -283,8 +307,9 @@ impl Shard {
         for key in keys {
             let fd = self.conns[key].fd;
             self.poller.remove(fd);
+            self.conns[key].reset_on_close = true;
+            self.close_socket(key);
             self.remove_conn(key);
-            close_fd(fd);
         }
     }
 
@@ -341,8 +366,59 @@ impl Shard {
         self.read_again.push((key, id));
     }
 
-    /// Parses `data` (just read) into frames and handles them.
+    /// Parses `data` (just read) into frames and handles them, and accounts for the bytes
+    /// left waiting for the rest of a frame or message.
     fn process(&mut self, key: usize, data: &mut [u8]) {
+        let now = Instant::now();
+        let held_before = self.conns[key].reader.held_bytes();
+        self.read_frames(key, data, now);
+        self.account_incomplete(key, held_before, now);
+    }
+
+    /// Tracks the shard's bytes of incomplete input after connection `key` read: past
+    /// `--incomplete-bytes-per-shard`, the connection that grew it is closed with 1013.
+    fn account_incomplete(&mut self, key: usize, held_before: usize, now: Instant) {
+        let conn = &mut self.conns[key];
+        let held = conn.reader.held_bytes();
+        self.incomplete_bytes = self.incomplete_bytes + held - held_before;
+        let incomplete = conn.reader.incomplete();
+        if !incomplete {
+            conn.incomplete_since = None;
+        } else if conn.incomplete_since.is_none() {
+            conn.incomplete_since = Some(now);
+        }
+        if held > held_before && self.incomplete_bytes > self.config.incomplete_bytes_per_shard {
+            self.stats.incomplete_budget_closes.fetch_add(1, RELAXED);
+            self.drop_input(key);
+            self.close_conn(key, close::TRY_AGAIN_LATER, "server busy, try again later");
+        }
+    }
+
+    /// Discards connection `key`'s incomplete input and reads nothing more from it.
+    pub(super) fn drop_input(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        self.incomplete_bytes -= conn.reader.held_bytes();
+        conn.reader = Reader::new(0);
+        conn.reader.broken = true;
+        conn.incomplete_since = None;
+    }
+
+    /// Takes a token from connection `key`'s frame budget; false (and a 1008 close) when it
+    /// is spent: the peer floods frames.
+    fn frame_allowed(&mut self, key: usize, now: Instant) -> bool {
+        let limit = self.frame_limit;
+        let bucket = self.conns[key]
+            .frame_bucket
+            .get_or_insert_with(|| TokenBucket::new(&limit, now));
+        if !matches!(bucket.take(&limit, now), Verdict::Limited { .. }) {
+            return true;
+        }
+        self.stats.frame_flood_closes.fetch_add(1, RELAXED);
+        self.close_conn(key, close::POLICY, "too many frames");
+        false
+    }
+
+    fn read_frames(&mut self, key: usize, data: &mut [u8], now: Instant) {
         let max = self.config.max_message_bytes;
         let mut reader = std::mem::replace(&mut self.conns[key].reader, Reader::new(max));
         if !reader.broken {
@@ -350,10 +426,10 @@ impl Shard {
             let mut partial = std::mem::take(&mut reader.partial);
             if from_partial {
                 partial.extend_from_slice(data);
-                let consumed = self.frames(key, &mut reader, &mut partial);
+                let consumed = self.frames(key, &mut reader, &mut partial, now);
                 partial.drain(..consumed);
             } else {
-                let consumed = self.frames(key, &mut reader, data);
+                let consumed = self.frames(key, &mut reader, data, now);
                 partial.extend_from_slice(&data[consumed..]);
             }
             if reader.broken {
@@ -368,7 +444,7 @@ impl Shard {
     }
 
     /// Handles every complete frame at the start of `buf`; returns the bytes consumed.
-    fn frames(&mut self, key: usize, reader: &mut Reader, buf: &mut [u8]) -> usize {
+    fn frames(&mut self, key: usize, reader: &mut Reader, buf: &mut [u8], now: Instant) -> usize {
         let mut pos = 0;
         loop {
             let header = match decode_header(&buf[pos..], reader.assembler.frame_payload_max()) {
@@ -382,6 +458,10 @@ impl Shard {
             };
             if buf.len() - pos < header.frame_len() {
                 return pos;
+            }
+            if !self.frame_allowed(key, now) {
+                reader.broken = true;
+                return buf.len();
             }
             let payload = &mut buf[pos + header.header_len..pos + header.frame_len()];
             pos += header.frame_len();
@@ -402,7 +482,7 @@ impl Shard {
                 }
                 Ok(Some(Incoming::Ping(p))) => {
                     if open {
-                        self.enqueue_control(key, server_frame(OP_PONG, p));
+                        self.enqueue_pong(key, server_frame(OP_PONG, p));
                     }
                 }
                 Ok(Some(Incoming::Close { code, .. })) => {

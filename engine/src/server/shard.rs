@@ -28,7 +28,7 @@ use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, RoomQue
 use crate::config::Config;
 use crate::limits::{
     CLOSE_LINGER, FLUSH_SLICE_CONNS, FLUSH_TURN_CONNS_MAX, OUTBOX_MESSAGES_MAX, READ_SCRATCH_BYTES,
-    USERS_PER_SHARD_MAX, WRITE_BYTES_MAX, WRITE_DUE_SLACK,
+    SLOW_CONSUMER_LINGER, USERS_PER_SHARD_MAX, WRITE_BYTES_MAX, WRITE_DUE_SLACK,
 };
 use crate::protocol::close;
 use crate::protocol::event;
@@ -94,6 +94,11 @@ pub struct Shard {
     /// Owned rooms with someone typing (checked for expiry by housekeeping).
     pub typing_rooms: HashSet<Arc<str>>,
     pub rate_limit: Option<RateLimit>,
+    /// Frames per second a connection may send (`--max-frames-per-sec`).
+    pub frame_limit: RateLimit,
+    /// Bytes held for incomplete frames and messages over all connections (bounded by
+    /// `--incomplete-bytes-per-shard`).
+    pub incomplete_bytes: usize,
     /// Sequence of direct message ids made here (ids carry the shard like connection ids).
     pub next_direct_seq: u64,
     /// The sender of messages posted with `POST /api/publish`.
@@ -135,6 +140,11 @@ impl Shard {
             id,
             shards,
             rate_limit: config.rate_limit(),
+            frame_limit: RateLimit {
+                messages: config.max_frames_per_sec,
+                window: Duration::from_secs(1),
+            },
+            incomplete_bytes: 0,
             write_interval: Duration::from_millis(config.write_interval_ms),
             config,
             conns: Slab::new(),
@@ -199,7 +209,8 @@ impl Shard {
     /// Forgets a connection whose session ended; its socket is closed right after.
     pub fn remove_conn(&mut self, key: usize) {
         self.disconnect(key);
-        self.conns.remove(key);
+        let conn = self.conns.remove(key);
+        self.incomplete_bytes -= conn.reader.held_bytes();
         self.stats.connections.fetch_sub(1, RELAXED);
     }
 
@@ -227,7 +238,19 @@ impl Shard {
         }
     }
 
-    /// Queues a control frame (pong, close); it passes the queue limit.
+    /// Queues the pong for a ping. A pong still waiting replaces it (counted in
+    /// `pongs_conflated`); a queue too full for it is a slow consumer.
+    pub fn enqueue_pong(&mut self, key: usize, frame: Bytes) {
+        match self.conns[key].queue.push_pong(frame) {
+            Ok(true) => {
+                self.stats.pongs_conflated.fetch_add(1, RELAXED);
+            }
+            Ok(false) => self.mark_dirty(key),
+            Err(_) => self.cut_off_slow_consumer(key),
+        }
+    }
+
+    /// Queues a frame of the server's own (its ping, its close); it passes the queue limit.
     pub fn enqueue_control(&mut self, key: usize, frame: Bytes) {
         self.conns[key].queue.push_control(frame);
         self.mark_dirty(key);
@@ -356,6 +379,7 @@ impl Shard {
             match conn.phase {
                 Phase::Closing { deadline, .. } if now >= deadline => {
                     conn.phase = Phase::Done;
+                    conn.reset_on_close = true;
                     lingered.push(key);
                 }
                 Phase::Open => {
@@ -375,6 +399,7 @@ impl Shard {
         for key in lingered {
             self.reap_later(key);
         }
+        self.expire_incomplete(now);
         for key in ping {
             self.enqueue_control(key, server_frame(OP_PING, b""));
         }
@@ -384,6 +409,27 @@ impl Shard {
         }
         self.report_idle_devices(now);
         self.expire_typing(now);
+    }
+
+    /// Closes connections that started a frame or message and did not complete it within
+    /// `--message-timeout-ms`.
+    fn expire_incomplete(&mut self, now: Instant) {
+        let timeout = self.config.message_timeout();
+        let late: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.phase == Phase::Open
+                    && c.incomplete_since
+                        .is_some_and(|t| now.duration_since(t) >= timeout)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in late {
+            self.stats.incomplete_timeouts.fetch_add(1, RELAXED);
+            self.drop_input(key);
+            self.close_conn(key, close::POLICY, "message not completed in time");
+        }
     }
 
     // ----- client messages ---------------------------------------------------------------
@@ -809,10 +855,20 @@ impl Shard {
     }
 
     /// The slow-consumer policy: drop what is queued, close with 1008, count it.
+    /// The close frame goes out if the socket takes it; the peer then has
+    /// [`SLOW_CONSUMER_LINGER`] (not the full close linger) before the socket is reset.
     pub(super) fn cut_off_slow_consumer(&mut self, key: usize) {
         self.stats.slow_consumer_closes.fetch_add(1, RELAXED);
-        self.conns[key].queue.clear();
+        let conn = &mut self.conns[key];
+        conn.queue.clear();
+        conn.cut = true;
         self.close_conn(key, close::POLICY, "slow consumer");
+        if let Phase::Closing { peer_closed, .. } = self.conns[key].phase {
+            self.conns[key].phase = Phase::Closing {
+                peer_closed,
+                deadline: Instant::now() + SLOW_CONSUMER_LINGER,
+            };
+        }
     }
 
     fn write_conn(&mut self, key: usize) {

@@ -1,0 +1,287 @@
+//! What a hostile client can make the server hold: each test reproduces an attack from a
+//! connection that never logs in, bounded in time, and asserts the bound (memory, kernel
+//! socket memory, counts, close codes, the other clients' service).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{server, Client, Raw, KEY};
+use corecast::protocol::frame::put_client_frame;
+use serde_json::{json, Value};
+
+fn stats(srv: &corecast::ServerHandle) -> Value {
+    serde_json::from_str(&srv.stats_json()).unwrap()
+}
+
+/// Waits until `counter` reaches `want` (or fails after `within`).
+fn wait_for(srv: &corecast::ServerHandle, counter: &str, want: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    while stats(srv)[counter].as_u64().unwrap() < want {
+        assert!(
+            Instant::now() < deadline,
+            "{counter} stayed below {want}: {}",
+            stats(srv)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Resident memory of this process (the server runs inside it), in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Kernel memory held by TCP sockets on this host, in bytes (`/proc/net/sockstat`).
+fn kernel_tcp_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap();
+    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "mem").unwrap();
+    words[at + 1].parse::<u64>().unwrap() * 4096
+}
+
+/// `n` masked frames with first byte `b0` and `payload`, back to back.
+fn frames(b0: u8, payload: &[u8], n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        put_client_frame(&mut out, b0, payload, [1, 2, 3, 4]);
+    }
+    out
+}
+
+/// Writes `bytes` until done or the server stops taking them (it closed or reset us).
+fn write_until_refused(stream: &mut TcpStream, bytes: &[u8]) -> bool {
+    stream.write_all(bytes).is_ok()
+}
+
+/// Round-trip time of a `room:list` request on `client`.
+fn round_trip(client: &mut Client) -> Duration {
+    let t = Instant::now();
+    client.send(json!({"type":"room:list","ref":"rt"}));
+    client.recv_type("room:list");
+    t.elapsed()
+}
+
+#[test]
+fn a_ping_flood_from_a_reader_that_never_reads_costs_no_memory() {
+    // The frame budget is raised out of the way: this is about what pongs cost.
+    let srv = server(|c| c.max_frames_per_sec = 100_000_000);
+    let addr = srv.local_addr();
+    let mut raw = Raw::connect(addr);
+    raw.stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let burst = frames(0x89, &[b'p'; 125], 1 << 13); // ~1 MiB of pings
+    let before = rss_bytes();
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(3) && write_until_refused(&mut raw.stream, &burst)
+    {
+        sent += burst.len();
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    let s = stats(&srv);
+    assert!(sent > 8 << 20, "the flood got through: {sent} bytes");
+    assert!(
+        s["pongs_conflated"].as_u64().unwrap() > 10_000,
+        "pongs replace each other: {s}"
+    );
+    // Unbounded pongs grew RSS by ~650 MB/s; a bounded queue holds one.
+    assert!(
+        grown < 64 << 20,
+        "RSS grew {grown} bytes over {sent} bytes of pings"
+    );
+    // Service goes on for others.
+    let mut other = Client::connect(addr, "/ws");
+    assert!(round_trip(&mut other) < Duration::from_secs(2));
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn a_frame_flood_is_cut_with_1008_and_others_keep_their_latency() {
+    let srv = server(|c| c.max_frames_per_sec = 10_000);
+    let addr = srv.local_addr();
+    let mut other = Client::connect(addr, "/ws");
+    let mut flooders = Vec::new();
+    for _ in 0..4 {
+        let mut raw = Raw::connect(addr);
+        raw.stream
+            .set_write_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        flooders.push(raw);
+    }
+    // Empty continuation frames after an unfinished text frame: the cheapest frames there are.
+    let mut flood = Vec::new();
+    put_client_frame(&mut flood, 0x01, b"{", [1, 2, 3, 4]);
+    flood.extend(frames(0x00, b"", 200_000));
+    for raw in &mut flooders {
+        let _ = write_until_refused(&mut raw.stream, &flood);
+    }
+    wait_for(&srv, "frame_flood_closes", 4, Duration::from_secs(5));
+    for raw in &mut flooders {
+        assert_eq!(raw.expect_close(), 1008);
+    }
+    let rtt = round_trip(&mut other);
+    assert!(rtt < Duration::from_millis(500), "round trip {rtt:?}");
+    // A client within the budget is untouched.
+    for i in 0..200 {
+        other.send(json!({"type":"room:list","ref":i}));
+        other.recv_type("room:list");
+    }
+    assert_eq!(stats(&srv)["frame_flood_closes"], 4);
+    srv.shutdown().unwrap();
+}
+
+/// A raw member of `room` with default socket buffers, which never reads after joining.
+fn stalled_member(addr: SocketAddr, room: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(common::RECV_TIMEOUT)).unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = Raw { stream };
+    assert!(raw.read_http_head().starts_with("HTTP/1.1 101"));
+    raw.expect_text();
+    let join = json!({"type":"room:join","room":room}).to_string();
+    raw.frame(0x81, join.as_bytes());
+    assert_eq!(raw.expect_text()["type"], "room:joined");
+    raw.stream
+}
+
+#[test]
+fn cut_slow_consumers_are_reset_and_free_their_kernel_buffers() {
+    const STALLED: usize = 40;
+    let srv = server(|c| {
+        c.batch_window_ms = 0;
+        c.history_messages = 0;
+    });
+    let addr = srv.local_addr();
+    let mut stalled: Vec<TcpStream> = (0..STALLED).map(|_| stalled_member(addr, "sc")).collect();
+    let mut publisher = Client::connect(addr, "/ws");
+    publisher.join("sc");
+    let baseline = kernel_tcp_bytes();
+    let content = "x".repeat(16_000);
+    let started = Instant::now();
+    while stats(&srv)["slow_consumer_closes"].as_u64().unwrap() < STALLED as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            stats(&srv)
+        );
+        for _ in 0..20 {
+            publisher.send(json!({"type":"message:send","room":"sc","content":content}));
+            publisher.recv_type("message:new");
+        }
+    }
+    // Each cut reader's kernel buffer held megabytes; the resets free them within about a
+    // second (the cut's linger plus a housekeeping tick).
+    wait_for(
+        &srv,
+        "slow_consumer_resets",
+        STALLED as u64,
+        Duration::from_secs(3),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let held = kernel_tcp_bytes().saturating_sub(baseline);
+    assert!(
+        held < 32 << 20,
+        "{held} bytes of kernel TCP memory still held after {STALLED} resets"
+    );
+    // The reader sees the end of its stream (a reset), not a hang.
+    let mut buf = vec![0u8; 1 << 20];
+    let ended = loop {
+        match stalled[0].read(&mut buf) {
+            Ok(0) | Err(_) => break true,
+            Ok(_) => continue,
+        }
+    };
+    assert!(ended);
+    assert_eq!(stats(&srv)["closes_reset"], STALLED as u64);
+    drop(stalled);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn a_message_left_incomplete_is_closed_when_its_time_runs_out() {
+    let srv = server(|c| c.message_timeout_ms = 600);
+    let addr = srv.local_addr();
+    // A frame header for 60,000 bytes, and only part of them.
+    let mut partial_frame = Raw::connect(addr);
+    let mut frame = Vec::new();
+    put_client_frame(&mut frame, 0x81, &vec![b' '; 60_000], [1, 2, 3, 4]);
+    partial_frame.write(&frame[..30_000]);
+    // A fragmented message whose last fragment never comes.
+    let mut fragmented = Raw::connect(addr);
+    fragmented.frame(0x01, b"{\"type\":");
+    // A client that completes its message in time is served.
+    let mut patient = Raw::connect(addr);
+    let text = json!({"type":"room:list"}).to_string();
+    patient.frame(0x01, &text.as_bytes()[..5]);
+    std::thread::sleep(Duration::from_millis(200));
+    patient.frame(0x80, &text.as_bytes()[5..]);
+    assert_eq!(patient.expect_text()["type"], "room:list");
+    let t = Instant::now();
+    assert_eq!(partial_frame.expect_close(), 1008);
+    assert_eq!(fragmented.expect_close(), 1008);
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(stats(&srv)["incomplete_timeouts"], 2);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn the_shard_budget_for_incomplete_messages_closes_the_excess_with_1013() {
+    let srv = server(|c| {
+        c.shards = 1;
+        c.max_message_bytes = 64 * 1024;
+        c.incomplete_bytes_per_shard = 1 << 20;
+    });
+    let addr = srv.local_addr();
+    let mut frame = Vec::new();
+    put_client_frame(&mut frame, 0x81, &vec![b' '; 64 * 1024 - 16], [1, 2, 3, 4]);
+    let mut parked = Vec::new();
+    let mut refused = 0;
+    for _ in 0..24 {
+        let mut raw = Raw::connect(addr);
+        raw.write(&frame[..frame.len() - 1]);
+        raw.stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 2];
+        match raw.stream.read_exact(&mut b) {
+            Ok(()) => {
+                assert_eq!(b[0] & 0x0f, 8, "a close frame");
+                let mut rest = [0u8; 2];
+                raw.stream.read_exact(&mut rest).unwrap();
+                assert_eq!(u16::from_be_bytes(rest), 1013);
+                refused += 1;
+            }
+            Err(_) => parked.push(raw),
+        }
+    }
+    let s = stats(&srv);
+    assert!(refused > 0, "{s}");
+    assert_eq!(s["incomplete_budget_closes"], refused);
+    // What stays parked fits the budget.
+    assert!(
+        parked.len() * (frame.len() - 1) <= 1 << 20,
+        "{}",
+        parked.len()
+    );
+    // Finishing a parked frame still works: the budget refuses growth, not service.
+    let last = frame.len() - 1;
+    parked[0].write(&frame[last..]);
+    parked[0]
+        .stream
+        .set_read_timeout(Some(common::RECV_TIMEOUT))
+        .unwrap();
+    assert_eq!(parked[0].expect_text()["type"], "error");
+    srv.shutdown().unwrap();
+}
