@@ -41,6 +41,11 @@ pub struct Config {
     pub history_messages: usize,
     /// Largest `content` of a chat or direct message, in bytes of JSON.
     pub max_content_bytes: usize,
+    /// Bytes of history one room keeps (oldest dropped first).
+    pub history_bytes_per_room: usize,
+    /// Bytes of history a shard's rooms keep together (the quietest rooms' oldest dropped
+    /// first).
+    pub history_bytes_per_shard: usize,
     /// Messages a connection may send: `game` (240 per 2 s), `chat` (30 per minute), `off`,
     /// or `N/Ts` / `N/Tms`.
     pub rate_limit: String,
@@ -80,6 +85,8 @@ impl Default for Config {
             ping_interval_ms: PING_INTERVAL_DEFAULT.as_millis() as u64,
             history_messages: HISTORY_MESSAGES_DEFAULT,
             max_content_bytes: CONTENT_BYTES_DEFAULT,
+            history_bytes_per_room: HISTORY_BYTES_PER_ROOM_DEFAULT,
+            history_bytes_per_shard: HISTORY_BYTES_PER_SHARD_DEFAULT,
             rate_limit: "game".into(),
             auth_secret: None,
             allow_anonymous: true,
@@ -168,6 +175,15 @@ impl Config {
         }
         if self.max_content_bytes == 0 {
             return setting("max-content-bytes", "must be positive".into());
+        }
+        if self.history_bytes_per_shard < self.history_bytes_per_room {
+            return setting(
+                "history-bytes-per-shard",
+                format!(
+                    "must be at least history-bytes-per-room ({})",
+                    self.history_bytes_per_room
+                ),
+            );
         }
         if let Err(reason) = RateLimit::parse(&self.rate_limit) {
             return setting("rate-limit", reason);

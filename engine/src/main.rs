@@ -99,6 +99,13 @@ struct Cli {
     /// A user whose devices were all idle this long goes away, in ms [default: 300000].
     #[arg(long, env = "CORECAST_AWAY_AFTER_MS")]
     away_after_ms: Option<u64>,
+    /// Bytes of history one room keeps, oldest dropped first [default: 1048576].
+    #[arg(long, env = "CORECAST_HISTORY_BYTES_PER_ROOM")]
+    history_bytes_per_room: Option<usize>,
+    /// Bytes of history a shard's rooms keep together; the quietest rooms' oldest messages
+    /// go first [default: 268435456].
+    #[arg(long, env = "CORECAST_HISTORY_BYTES_PER_SHARD")]
+    history_bytes_per_shard: Option<usize>,
     /// Frames a connection may send per second (a second's worth as a burst); more closes
     /// it with 1008 [default: 50000].
     #[arg(long, env = "CORECAST_MAX_FRAMES_PER_SEC")]
@@ -151,6 +158,8 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         allow_anonymous,
         away_after_ms,
         max_frames_per_sec,
+        history_bytes_per_room,
+        history_bytes_per_shard,
         message_timeout_ms,
         incomplete_bytes_per_shard
     );

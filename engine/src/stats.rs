@@ -76,6 +76,10 @@ counters! {
     notifications_dropped,
     /// `POST /api/*` requests accepted.
     api_requests,
+    /// Bytes of history the shard's rooms keep now (within `--history-bytes-per-shard`).
+    history_bytes,
+    /// Messages dropped from the quietest rooms' history to keep the shard's budget.
+    history_trimmed,
     /// Pongs that replaced one still waiting to be sent (a ping flood costs no memory).
     pongs_conflated,
     /// Sockets reset at close because the peer left bytes unread past the close linger.

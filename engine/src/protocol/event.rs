@@ -383,7 +383,9 @@ pub fn error(code: &str, message: &str, reference: Option<&[u8]>) -> Bytes {
 /// The JSON object of `message:new {room, id, from, content, ts}` (not yet a frame: it may
 /// travel alone or inside a batch). `content` is raw JSON.
 pub fn message_new(room: &str, id: u64, from: &[u8], content: &[u8], ts_ms: u64) -> Vec<u8> {
-    let mut o = Vec::with_capacity(64 + room.len() + from.len() + content.len());
+    // The fixed text is 63 bytes, the numbers at most 20 each; a room name escapes to at
+    // most 6 bytes a byte. Kept messages keep their buffer, so it must not be oversized.
+    let mut o = Vec::with_capacity(103 + room.len() * 6 + from.len() + content.len());
     o.extend_from_slice(b"{\"type\":\"message:new\",\"room\":");
     push_str(&mut o, room);
     o.extend_from_slice(b",\"id\":");
@@ -395,6 +397,7 @@ pub fn message_new(room: &str, id: u64, from: &[u8], content: &[u8], ts_ms: u64)
     o.extend_from_slice(b",\"ts\":");
     push_u64(&mut o, ts_ms);
     o.push(b'}');
+    o.shrink_to_fit();
     o
 }
 

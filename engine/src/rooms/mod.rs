@@ -3,7 +3,7 @@
 //! no glommio.
 
 mod batcher;
-mod history;
+pub mod history;
 mod room;
 mod table;
 mod typing;

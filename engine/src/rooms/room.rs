@@ -62,13 +62,16 @@ pub struct Ownership {
     pub users: HashMap<Arc<str>, RoomUser>,
     pub guests: u32,
     pub history: History,
+    /// When the room last kept a message, in the table's order of pushes (0: holds none in
+    /// the shard's history budget). The quietest rooms lose their history first.
+    pub history_stamp: u64,
     /// Newest message id each user marked read.
     pub read_marks: HashMap<Arc<str>, u64>,
     pub typing: Typing,
 }
 
 impl Ownership {
-    pub fn new(shards: usize, batcher: Batcher, history_max: usize) -> Self {
+    pub fn new(shards: usize, batcher: Batcher, history: History) -> Self {
         Self {
             next_id: 1,
             remote: vec![0; shards],
@@ -78,7 +81,8 @@ impl Ownership {
             members: HashMap::new(),
             users: HashMap::new(),
             guests: 0,
-            history: History::new(1, history_max),
+            history,
+            history_stamp: 0,
             read_marks: HashMap::new(),
             typing: Typing::default(),
         }
@@ -225,7 +229,11 @@ mod tests {
     use std::time::Duration;
 
     fn ownership() -> Ownership {
-        Ownership::new(2, Batcher::new(Duration::ZERO, 0), 10)
+        Ownership::new(
+            2,
+            Batcher::new(Duration::ZERO, 0),
+            History::new(1, 10, usize::MAX),
+        )
     }
 
     #[test]

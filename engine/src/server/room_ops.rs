@@ -17,13 +17,13 @@ use super::connection::Phase;
 use super::shard::{unix_ms, Shard};
 use super::shard_msg::{shard_of, ConnRef, CreateRoom, RoomQuery, ShardMsg};
 use crate::limits::{
-    JOIN_RECENT_MESSAGES, MENTIONS_PER_MESSAGE_MAX, ROOMS_PER_CONNECTION_MAX, ROOMS_PER_SHARD_MAX,
-    ROOM_LIST_GATHERS_MAX, ROOM_LIST_MAX, ROOM_MEMBERS_MAX, ROOM_USERS_LISTED_MAX, TYPING_TTL,
-    TYPING_USERS_SHOWN_MAX,
+    HISTORY_REPLY_BYTES_MAX, JOIN_RECENT_MESSAGES, MENTIONS_PER_MESSAGE_MAX,
+    ROOMS_PER_CONNECTION_MAX, ROOMS_PER_SHARD_MAX, ROOM_LIST_GATHERS_MAX, ROOM_LIST_MAX,
+    ROOM_MEMBERS_MAX, ROOM_USERS_LISTED_MAX, TYPING_TTL, TYPING_USERS_SHOWN_MAX,
 };
 use crate::protocol::event;
 use crate::protocol::message::AppError;
-use crate::rooms::{Batcher, Deadline, Ownership, Room, RoomInfo};
+use crate::rooms::{Batcher, Deadline, History, Ownership, Room, RoomInfo};
 use crate::users::{preview, Status, User};
 
 /// The users present in a room with their status, as JSON objects (at most
@@ -371,6 +371,12 @@ impl Shard {
         self.stats.rooms.store(self.rooms.len() as u64, RELAXED);
     }
 
+    /// Bytes of history one reply (`room:joined`, a `message:history` page) may carry, so it
+    /// fits the asker's send queue with room to spare for what else it receives.
+    fn reply_bytes_max(&self) -> usize {
+        HISTORY_REPLY_BYTES_MAX.min(self.config.send_queue_bytes / 4)
+    }
+
     /// The owned room `room`, made with default settings when it does not exist.
     fn owned_room(&mut self, room: &str) -> Result<usize, AppError> {
         if let Some(rk) = self.rooms.key(room) {
@@ -385,7 +391,7 @@ impl Shard {
         let ownership = Ownership::new(
             self.shards,
             Batcher::new(c.batch_window(), c.batch_max),
-            c.history_messages,
+            History::new(1, c.history_messages, c.history_bytes_per_room),
         );
         let rk = self
             .rooms
@@ -478,7 +484,10 @@ impl Shard {
         let room = self.rooms.get(rk).expect("a member keeps it");
         let o = room.owner.as_ref().expect("owned");
         let (users, more) = presence_entries(o);
-        let recent = o.history.recent(JOIN_RECENT_MESSAGES, o.batcher.held_len());
+        let budget = self.reply_bytes_max();
+        let recent = o
+            .history
+            .recent(JOIN_RECENT_MESSAGES, o.batcher.held_len(), budget);
         Ok(event::joined(
             &room.name,
             o.members.len() as u64,
@@ -558,12 +567,16 @@ impl Shard {
             content,
             unix_ms(),
         ));
-        owner.history.push(id, message.clone());
         // A user has read what they wrote.
         if let Some(mark) = owner.read_marks.get_mut(&*from.id) {
             *mark = id;
         }
-        let step = owner.batcher.push(now, message);
+        let step = owner.batcher.push(now, message.clone());
+        let trimmed = self.rooms.keep_history(rk, id, message);
+        self.stats.history_trimmed.fetch_add(trimmed, RELAXED);
+        self.stats
+            .history_bytes
+            .store(self.rooms.history_bytes() as u64, RELAXED);
         self.stats.published.fetch_add(1, RELAXED);
         self.apply_batch_step(rk, step);
         id
@@ -751,6 +764,7 @@ impl Shard {
             let err = AppError::NotInRoom { room: room.into() };
             return self.refuse(conn, err, reference.as_deref());
         };
+        let budget = self.reply_bytes_max();
         let o = self
             .rooms
             .get(rk)
@@ -758,7 +772,7 @@ impl Shard {
             .expect("owned");
         let frame = match query {
             RoomQuery::History { limit, before } => {
-                let (page, has_more) = o.history.page(limit, before);
+                let (page, has_more) = o.history.page(limit, before, budget);
                 event::history(room, page.map(|b| &b[..]), has_more, reference.as_deref())
             }
             RoomQuery::Presence => {
