@@ -23,7 +23,7 @@ printf "%-6s %-6s %-5s %12s %8s %9s %9s %9s %9s %8s\n" \
 for r in $(seq 1 "$repeats"); do
   for rate in "${rates[@]}"; do
     for batch in 50 0; do
-      taskset -c 0 ./target/release/corecast --shards 1 --pin false --rate-limit off --addr 127.0.0.1:$port \
+      taskset -c 0 ./target/release/corecast --shards 1 --pin false --rate-limit off --request-rate off --user-request-rate off --ip-request-rate off --addr 127.0.0.1:$port \
         --batch-window-ms $batch --log warn &
       srv=$!
       sleep 0.5

@@ -36,25 +36,25 @@ TEMPLATE = [
 
 SERVERS = {
     "corecast": {
-        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off", "--request-rate", "off", "--user-request-rate", "off", "--ip-request-rate", "off",
                              "--addr", f"127.0.0.1:{port}", "--log", "warn"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],
     },
     "corecast-nobatch": {
-        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off", "--request-rate", "off", "--user-request-rate", "off", "--ip-request-rate", "off",
                              "--addr", f"127.0.0.1:{port}", "--log", "warn", "--batch-window-ms", "0"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],
     },
     "corecast-paced": {
-        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off", "--request-rate", "off", "--user-request-rate", "off", "--ip-request-rate", "off",
                              "--addr", f"127.0.0.1:{port}", "--log", "warn", "--write-interval-ms", "20"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",
         "proto": ["--protocol", "corecast"],
     },
     "corecast-nobatch-paced": {
-        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off",
+        "cmd": lambda port: [str(ROOT / "target/release/corecast"), "--shards", "1", "--pin", "false", "--rate-limit", "off", "--request-rate", "off", "--user-request-rate", "off", "--ip-request-rate", "off",
                              "--addr", f"127.0.0.1:{port}", "--log", "warn", "--batch-window-ms", "0",
                              "--write-interval-ms", "20"],
         "url": lambda port: f"ws://127.0.0.1:{port}/ws",

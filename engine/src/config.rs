@@ -49,6 +49,14 @@ pub struct Config {
     /// Messages a connection may send: `game` (240 per 2 s), `chat` (30 per minute), `off`,
     /// or `N/Ts` / `N/Tms`.
     pub rate_limit: String,
+    /// Request budget of a connection in cost units (every message type has a cost): `N/Ts`,
+    /// `N/Tms` or `off`.
+    pub request_rate: String,
+    /// Request budget of a user over all their devices on a shard.
+    pub user_request_rate: String,
+    /// Request budget of a source address over all its connections on a shard; `off` for
+    /// load tests from one host and servers behind a proxy.
+    pub ip_request_rate: String,
     /// HS256 secret for JWT tokens (`?token=` or `Authorization: Bearer`). When set,
     /// `auth:login` is disabled and bad tokens get 401.
     pub auth_secret: Option<String>,
@@ -88,6 +96,9 @@ impl Default for Config {
             history_bytes_per_room: HISTORY_BYTES_PER_ROOM_DEFAULT,
             history_bytes_per_shard: HISTORY_BYTES_PER_SHARD_DEFAULT,
             rate_limit: "game".into(),
+            request_rate: REQUEST_RATE_DEFAULT.into(),
+            user_request_rate: USER_REQUEST_RATE_DEFAULT.into(),
+            ip_request_rate: IP_REQUEST_RATE_DEFAULT.into(),
             auth_secret: None,
             allow_anonymous: true,
             api_key: None,
@@ -128,6 +139,16 @@ impl Config {
 
     pub fn message_timeout(&self) -> Duration {
         Duration::from_millis(self.message_timeout_ms)
+    }
+
+    /// The parsed request budgets. Valid after [`Config::validate`].
+    pub fn budgets(&self) -> crate::server::Budgets {
+        let parse = |s: &str| RateLimit::parse(s).expect("validated");
+        crate::server::Budgets {
+            connection: parse(&self.request_rate),
+            user: parse(&self.user_request_rate),
+            address: parse(&self.ip_request_rate),
+        }
     }
 
     pub fn away_after(&self) -> Duration {
@@ -185,8 +206,15 @@ impl Config {
                 ),
             );
         }
-        if let Err(reason) = RateLimit::parse(&self.rate_limit) {
-            return setting("rate-limit", reason);
+        for (name, value) in [
+            ("rate-limit", &self.rate_limit),
+            ("request-rate", &self.request_rate),
+            ("user-request-rate", &self.user_request_rate),
+            ("ip-request-rate", &self.ip_request_rate),
+        ] {
+            if let Err(reason) = RateLimit::parse(value) {
+                return setting(name, reason);
+            }
         }
         if self.auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return setting("auth-secret", "must be at least 16 bytes".into());

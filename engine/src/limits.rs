@@ -87,6 +87,31 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// would otherwise stay pinned in FIN-WAIT-1 long after the descriptor is closed.
 pub const SLOW_CONSUMER_LINGER: Duration = Duration::from_millis(500);
 
+/// Budget units one client message costs per this many bytes of its text, on top of its
+/// type's base cost (see `server::budget::cost`): big messages cost more to parse and relay.
+pub const REQUEST_COST_BYTES: usize = 1024;
+
+/// Default request budget of one connection, in cost units (`--request-rate`): 300 a second
+/// sustained, twice that as a burst; a game client at 60 Hz uses a fifth.
+pub const REQUEST_RATE_DEFAULT: &str = "600/2s";
+
+/// Default request budget of one user over all their devices on a shard
+/// (`--user-request-rate`), so several devices are not several budgets.
+pub const USER_REQUEST_RATE_DEFAULT: &str = "1200/2s";
+
+/// Default request budget of one source address over all its connections on a shard
+/// (`--ip-request-rate`), so a script opening 40 connections is not 40 budgets. Load tests
+/// and servers behind a proxy (every connection from one address) set it `off`.
+pub const IP_REQUEST_RATE_DEFAULT: &str = "2000/2s";
+
+/// Rooms per connection whose last typing state and read mark are remembered for conflation
+/// (repeats are free); as many as a connection may join.
+pub const CONVERSATION_TRACKED_ROOMS_MAX: usize = ROOMS_PER_CONNECTION_MAX;
+
+/// A `typing:start` repeated sooner than this after the last one forwarded is conflated: the
+/// room already shows the user typing for `TYPING_TTL` (3 s).
+pub const TYPING_REFRESH_MIN: Duration = Duration::from_secs(1);
+
 /// Default frames a connection may send per second, of every kind (data, continuation, ping);
 /// a connection holds a second's worth as a burst. More closes it with 1008 (counted in
 /// `frame_flood_closes`): 161M empty continuation frames in 3 s once starved a shard. Far

@@ -87,6 +87,16 @@ struct Cli {
     /// N/Ts, N/Tms [default: game].
     #[arg(long, env = "CORECAST_RATE_LIMIT")]
     rate_limit: Option<String>,
+    /// Request budget of a connection in cost units: N/Ts, N/Tms or off [default: 600/2s].
+    #[arg(long, env = "CORECAST_REQUEST_RATE")]
+    request_rate: Option<String>,
+    /// Request budget of a user over their devices on a shard [default: 1200/2s].
+    #[arg(long, env = "CORECAST_USER_REQUEST_RATE")]
+    user_request_rate: Option<String>,
+    /// Request budget of a source address over its connections on a shard; off for load
+    /// tests and servers behind a proxy [default: 2000/2s].
+    #[arg(long, env = "CORECAST_IP_REQUEST_RATE")]
+    ip_request_rate: Option<String>,
     /// HS256 secret for JWT tokens (?token= or Authorization: Bearer); turns auth:login off.
     #[arg(long, env = "CORECAST_AUTH_SECRET", hide_env_values = true)]
     auth_secret: Option<String>,
@@ -163,9 +173,10 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         message_timeout_ms,
         incomplete_bytes_per_shard
     );
-    if let Some(v) = &cli.rate_limit {
-        config.rate_limit = v.clone();
+    macro_rules! set_string {
+        ($($f:ident),*) => { $(if let Some(v) = &cli.$f { config.$f = v.clone(); })* };
     }
+    set_string!(rate_limit, request_rate, user_request_rate, ip_request_rate);
     if let Some(v) = &cli.auth_secret {
         config.auth_secret = Some(v.clone());
     }

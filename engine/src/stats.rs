@@ -68,8 +68,10 @@ counters! {
     rooms,
     /// Users this shard's directory holds now (online, or offline with notifications).
     users,
-    /// Messages refused by a connection's rate limit (`rate_limited`).
+    /// Messages refused by a rate limit or a request budget (`rate_limited`).
     rate_limited,
+    /// Typing, read and status repeats that changed nothing: acknowledged, sent nowhere.
+    conflated,
     /// Offline users forgotten, or records refused, because the directory was full.
     users_evicted,
     /// Old notifications dropped because a user had the most kept.

@@ -334,6 +334,8 @@ fn stored_history_costs_its_encoded_bytes() {
         "1",
         "--rate-limit",
         "off",
+        "--request-rate",
+        "off",
         "--batch-window-ms",
         "0",
         "--history-bytes-per-room",

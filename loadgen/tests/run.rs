@@ -17,6 +17,9 @@ fn corecast(batch_window_ms: u64) -> corecast::ServerHandle {
         pin: false,
         batch_window_ms,
         rate_limit: "off".into(),
+        request_rate: "off".into(),
+        user_request_rate: "off".into(),
+        ip_request_rate: "off".into(),
         ..Default::default()
     })
     .unwrap()

@@ -125,6 +125,8 @@ pub enum AppError {
         window_ms: u64,
         retry_ms: u64,
     },
+    #[error("request budget of this {budget} spent; retry in {retry_ms} ms")]
+    Throttled { budget: &'static str, retry_ms: u64 },
     #[error("no user `{user}`")]
     UnknownUser { user: String },
     #[error("too many {what} requests in flight (at most {max}); retry")]
@@ -152,7 +154,7 @@ impl AppError {
             AppError::RoomFull { .. } => "room_full",
             AppError::RoomLimit { .. } => "room_limit",
             AppError::ContentTooLarge { .. } => "content_too_large",
-            AppError::RateLimited { .. } => "rate_limited",
+            AppError::RateLimited { .. } | AppError::Throttled { .. } => "rate_limited",
             AppError::UnknownUser { .. } => "unknown_user",
             AppError::Busy { .. } => "busy",
         }

@@ -142,3 +142,11 @@ pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// The address of the peer of connected socket `fd` (None if the socket cannot tell).
+pub fn peer_ip(fd: RawFd) -> Option<std::net::IpAddr> {
+    // SAFETY: `fd` is an open socket for the call's duration; ManuallyDrop keeps it open.
+    let socket = std::mem::ManuallyDrop::new(unsafe { Socket::from_raw_fd(fd) });
+    let addr = socket.peer_addr().ok()?.as_socket()?;
+    Some(addr.ip())
+}

@@ -5,10 +5,12 @@
 //! Invariant: a connection past [`Phase::Open`] is in no room and receives no more data
 //! frames; only its close frame and control frames remain to be written.
 
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::budget::Conversation;
 use super::send_queue::SendQueue;
 use crate::protocol::Assembler;
 use crate::users::{TokenBucket, User};
@@ -95,6 +97,12 @@ pub struct Conn {
     pub incomplete_since: Option<Instant>,
     /// Budget on frames received, of every kind (None until the first frame).
     pub frame_bucket: Option<TokenBucket>,
+    /// Request budget (None until the first message).
+    pub request_bucket: Option<TokenBucket>,
+    /// The peer's address (None when the socket could not tell), for its address's budget.
+    pub ip: Option<IpAddr>,
+    /// Last typing state and read mark per room, for conflation.
+    pub conversation: Conversation,
     /// Cut off as a slow consumer (its close frame may never leave).
     pub cut: bool,
     /// The close handshake ran out of time: if the kernel still holds bytes for the peer,
@@ -143,6 +151,9 @@ impl Conn {
             idle_reported: false,
             incomplete_since: None,
             frame_bucket: None,
+            request_bucket: None,
+            ip: None,
+            conversation: Conversation::default(),
             cut: false,
             reset_on_close: false,
         }

@@ -4,6 +4,7 @@
 //! `ServerHandle::shutdown` returns only when every shard has ended (or reports which did not).
 
 mod api;
+mod budget;
 mod connection;
 mod fanout_chunks;
 mod frame_chunk;
@@ -27,6 +28,7 @@ use crate::limits::{INBOX_MESSAGES_MAX, SHUTDOWN_GRACE};
 use crate::runtime::{bind_listeners, spawn_shard, Inbox, ShardThread};
 use crate::stats::ShardStats;
 
+pub use budget::Budgets;
 pub use fanout_chunks::FanoutChunks;
 pub use frame_chunk::FrameChunk;
 pub use send_queue::SendQueue;

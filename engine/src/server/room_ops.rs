@@ -802,6 +802,9 @@ impl Shard {
         let o = self.ownership(rk);
         let up_to = up_to.min(o.next_id - 1);
         if let Some(mark) = o.read_marks.get_mut(&*user.id) {
+            if *mark >= up_to {
+                return; // Nothing new read: the room hears nothing.
+            }
             *mark = up_to;
         }
         self.fanout(rk, event::read(room, &user.id, up_to));

@@ -27,7 +27,7 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::Incoming;
 use crate::runtime::{
-    self, close_fd, owner_shard, recv_now, reset_fd, sleep, unsent_bytes, Stream,
+    self, close_fd, owner_shard, peer_ip, recv_now, reset_fd, sleep, unsent_bytes, Stream,
     EVENTS_PER_WAIT_MAX,
 };
 use crate::users::{verify_token, TokenBucket, User, Verdict};
@@ -215,6 +215,10 @@ impl Shard {
     /// the client sent right behind its request.
     pub fn register(&mut self, fd: RawFd, user: Option<Arc<User>>, mut leftover: Vec<u8>) {
         let key = self.add_conn(fd, user);
+        if let Some(ip) = peer_ip(fd) {
+            self.conns[key].ip = Some(ip);
+            self.address_joined(ip, Instant::now());
+        }
         let token = self.conns[key].token(key);
         if let Err(e) = self.poller.add(fd, token) {
             tracing::warn!(%e, "cannot watch a socket");

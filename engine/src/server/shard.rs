@@ -21,6 +21,7 @@ use bytes::Bytes;
 use simd_json::prelude::*;
 use slab::Slab;
 
+use super::budget::{self, Addresses, Budgets};
 use super::connection::{Conn, Phase};
 use super::fanout_chunks::FanoutChunks;
 use super::room_ops::Gather;
@@ -45,6 +46,8 @@ pub struct LocalUser {
     pub conns: Vec<usize>,
     /// Their status as the user's owner last said.
     pub status: Status,
+    /// The user's request budget on this shard (None until their first message).
+    pub bucket: Option<TokenBucket>,
 }
 
 /// Milliseconds since the Unix epoch, for message timestamps.
@@ -94,6 +97,10 @@ pub struct Shard {
     /// Owned rooms with someone typing (checked for expiry by housekeeping).
     pub typing_rooms: HashSet<Arc<str>>,
     pub rate_limit: Option<RateLimit>,
+    /// Request budgets per connection, user and address (`--request-rate` and the others).
+    pub budgets: Budgets,
+    /// Addresses with connections here, with their request budgets.
+    pub addresses: Addresses,
     /// Frames per second a connection may send (`--max-frames-per-sec`).
     pub frame_limit: RateLimit,
     /// Bytes held for incomplete frames and messages over all connections (bounded by
@@ -140,6 +147,8 @@ impl Shard {
             id,
             shards,
             rate_limit: config.rate_limit(),
+            budgets: config.budgets(),
+            addresses: Addresses::default(),
             frame_limit: RateLimit {
                 messages: config.max_frames_per_sec,
                 window: Duration::from_secs(1),
@@ -211,6 +220,9 @@ impl Shard {
         self.disconnect(key);
         let conn = self.conns.remove(key);
         self.incomplete_bytes -= conn.reader.held_bytes();
+        if let Some(ip) = conn.ip {
+            self.address_left(ip);
+        }
         self.stats.connections.fetch_sub(1, RELAXED);
     }
 
@@ -437,17 +449,30 @@ impl Shard {
     /// A complete text message from connection `key`.
     pub fn on_text(&mut self, key: usize, text: &mut [u8]) {
         self.stats.messages_in.fetch_add(1, RELAXED);
+        let text_len = text.len();
         let now = Instant::now();
         self.note_activity(key, now);
         let value = match parse_json(text, &mut self.json_buffers) {
             Ok(v) => v,
-            Err(e) => return self.app_error(key, &e, None),
+            Err(e) => {
+                let result = self.charge(key, budget::cost(None, text_len), now);
+                return self.app_error(key, &result.err().unwrap_or(e), None);
+            }
         };
         let parsed = interpret(&value);
         let reference = parsed.reference.as_deref();
-        let result = match parsed.message {
-            Ok(message) => self.dispatch(key, message, reference, now),
-            Err(e) => Err(e),
+        if let Ok(message) = &parsed.message {
+            if self.conflated(key, message, now) {
+                return self.ack(key, reference);
+            }
+        }
+        let cost = budget::cost(parsed.message.as_ref().ok(), text_len);
+        let result = match (self.charge(key, cost, now), parsed.message) {
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(message)) => {
+                self.remember(key, &message, now);
+                self.dispatch(key, message, reference, now)
+            }
         };
         if let Err(e) = result {
             self.app_error(key, &e, reference);

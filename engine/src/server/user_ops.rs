@@ -57,6 +57,7 @@ impl Shard {
             .or_insert_with(|| LocalUser {
                 conns: Vec::new(),
                 status: Status::Online,
+                bucket: None,
             })
             .conns
             .push(key);

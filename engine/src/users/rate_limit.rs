@@ -102,6 +102,19 @@ impl TokenBucket {
         Duration::from_secs_f64((tokens / per_sec).max(0.0))
     }
 
+    /// Takes `n` tokens at once, or none: Err is the time until `n` are there (an `n` larger
+    /// than the bucket is refused with the time to fill it).
+    pub fn take_n(&mut self, limit: &RateLimit, now: Instant, n: u32) -> Result<(), Duration> {
+        self.refill(limit, now);
+        let n = f64::from(n);
+        if self.tokens < n {
+            let want = n.min(limit.messages as f64);
+            return Err(Self::time_for(limit, (want - self.tokens).max(0.0)));
+        }
+        self.tokens -= n;
+        Ok(())
+    }
+
     /// Takes a token for one message.
     pub fn take(&mut self, limit: &RateLimit, now: Instant) -> Verdict {
         self.refill(limit, now);
@@ -144,6 +157,24 @@ mod tests {
         );
         assert!(RateLimit::parse("0/1s").is_err());
         assert!(RateLimit::parse("30 per minute").is_err());
+    }
+
+    #[test]
+    fn take_n_takes_all_or_nothing() {
+        let limit = RateLimit {
+            messages: 10,
+            window: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(&limit, t0);
+        assert!(b.take_n(&limit, t0, 6).is_ok());
+        let wait = b.take_n(&limit, t0, 6).unwrap_err();
+        assert!(wait > Duration::from_millis(1900) && wait <= Duration::from_secs(2));
+        assert!(
+            b.take_n(&limit, t0, 4).is_ok(),
+            "the refused take took nothing"
+        );
+        assert!(b.take_n(&limit, t0 + Duration::from_secs(1), 1).is_ok());
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub fn server(tweak: impl FnOnce(&mut Config)) -> ServerHandle {
         shards: 2,
         pin: false,
         rate_limit: "off".into(),
+        request_rate: "off".into(),
+        user_request_rate: "off".into(),
+        ip_request_rate: "off".into(),
         ..Config::default()
     };
     tweak(&mut config);
