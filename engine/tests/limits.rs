@@ -336,6 +336,8 @@ fn stored_history_costs_its_encoded_bytes() {
         "off",
         "--request-rate",
         "off",
+        "--ip-request-rate",
+        "off",
         "--batch-window-ms",
         "0",
         "--history-bytes-per-room",
