@@ -54,6 +54,9 @@ pub struct Config {
     pub api_key: Option<String>,
     /// A user whose every device was idle this long goes `away`, in milliseconds.
     pub away_after_ms: u64,
+    /// WebSocket connections the server holds at once, over all shards; more are answered
+    /// 503 before the upgrade. 0: the descriptor limit (`RLIMIT_NOFILE`) minus a reserve.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             allow_anonymous: true,
             api_key: None,
             away_after_ms: AWAY_AFTER_DEFAULT.as_millis() as u64,
+            max_connections: 0,
         }
     }
 }
@@ -105,6 +109,23 @@ impl Config {
     /// The parsed `rate-limit` (None: off). Valid after [`Config::validate`].
     pub fn rate_limit(&self) -> Option<RateLimit> {
         RateLimit::parse(&self.rate_limit).expect("validated")
+    }
+
+    /// WebSocket connections allowed at once: `max-connections`, or by default the soft
+    /// `RLIMIT_NOFILE` minus [`FDS_RESERVED`] and [`FDS_RESERVED_PER_SHARD`] per shard (at
+    /// least 1), so the server refuses connections before it runs out of descriptors.
+    pub fn connection_limit(&self) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        let reserve = FDS_RESERVED + FDS_RESERVED_PER_SHARD * self.shard_count();
+        match crate::runtime::descriptor_limit() {
+            Some(limit) => usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(reserve)
+                .max(1),
+            None => CONNECTIONS_DEFAULT_MAX,
+        }
     }
 
     pub fn away_after(&self) -> Duration {
@@ -217,6 +238,25 @@ mod tests {
             ..Config::default()
         };
         assert!(short_secret.validate().is_err());
+    }
+
+    #[test]
+    fn the_connection_limit_stays_below_the_descriptor_limit() {
+        let c = Config {
+            shards: 2,
+            ..Config::default()
+        };
+        let limit = c.connection_limit();
+        if let Some(fds) = crate::runtime::descriptor_limit() {
+            let reserve = FDS_RESERVED + 2 * FDS_RESERVED_PER_SHARD;
+            assert!(limit as u64 + reserve as u64 <= fds.max(reserve as u64 + 1));
+        }
+        assert!(limit >= 1);
+        let set = Config {
+            max_connections: 5,
+            ..Config::default()
+        };
+        assert_eq!(set.connection_limit(), 5);
     }
 
     #[test]

@@ -194,3 +194,34 @@ pub const API_BODY_BYTES_MAX: usize = 64 * 1024;
 /// `room:list` requests in flight per shard, each waiting for every shard's part; a request
 /// beyond it is answered with the `busy` error.
 pub const ROOM_LIST_GATHERS_MAX: usize = 10_000;
+
+/// Descriptors kept out of `--max-connections`' default for the process as a whole: stdio,
+/// the log, the config file, and sockets still in their handshake or answering `/healthz`
+/// and the API (those are not counted as connections).
+pub const FDS_RESERVED: usize = 64;
+
+/// Descriptors kept out of `--max-connections`' default per shard: its listening socket,
+/// epoll set, io_uring rings and their eventfds, the spare descriptor, and the duplicate
+/// each upgrade holds for a moment.
+pub const FDS_RESERVED_PER_SHARD: usize = 16;
+
+/// `--max-connections` when the descriptor limit cannot be read (unlimited).
+pub const CONNECTIONS_DEFAULT_MAX: usize = 1_000_000;
+
+/// `Retry-After` of a 503 for a connection refused at the connection or descriptor limit:
+/// long enough that a reconnecting fleet does not hammer a full server, short enough that a
+/// client gets in soon after others leave.
+pub const REFUSED_RETRY_AFTER_SECS: u64 = 2;
+
+/// How long a connection accepted with the spare descriptor may take to send its request
+/// head (to tell `/healthz` from the rest, which get 503). The shard accepts nothing else
+/// meanwhile, so this is short; a browser's request follows the connect within a round trip.
+pub const SPARE_REQUEST_WAIT: Duration = Duration::from_millis(100);
+
+/// Pending connections refused in one go while the spare descriptor is released; then the
+/// spare is taken back before the next accept.
+pub const SPARE_REFUSALS_MAX: usize = 64;
+
+/// Least time between two "accept failed" warnings of a shard; the ones in between are
+/// counted and the count is logged with the next warning.
+pub const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);

@@ -99,6 +99,10 @@ struct Cli {
     /// A user whose devices were all idle this long goes away, in ms [default: 300000].
     #[arg(long, env = "CORECAST_AWAY_AFTER_MS")]
     away_after_ms: Option<u64>,
+    /// WebSocket connections held at once over all shards; more get 503 before the upgrade;
+    /// 0 = the descriptor limit (RLIMIT_NOFILE) minus a reserve [default: 0].
+    #[arg(long, env = "CORECAST_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
@@ -137,7 +141,8 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         history_messages,
         max_content_bytes,
         allow_anonymous,
-        away_after_ms
+        away_after_ms,
+        max_connections
     );
     if let Some(v) = &cli.rate_limit {
         config.rate_limit = v.clone();

@@ -76,6 +76,10 @@ counters! {
     notifications_dropped,
     /// `POST /api/*` requests accepted.
     api_requests,
+    /// Connections answered 503: over `--max-connections`, or out of descriptors.
+    connections_refused,
+    /// Accepts that failed (out of descriptors, mostly); the log warns once a second.
+    accept_failures,
 }
 
 #[cfg(test)]

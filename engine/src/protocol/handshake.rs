@@ -6,7 +6,7 @@
 //! everything else maps to one HTTP status with a reason.
 
 use super::message::valid_room_name;
-use crate::limits::{API_BODY_BYTES_MAX, HANDSHAKE_REQUEST_BYTES_MAX};
+use crate::limits::{API_BODY_BYTES_MAX, HANDSHAKE_REQUEST_BYTES_MAX, REFUSED_RETRY_AFTER_SECS};
 
 /// Headers parsed from one request; more is a 431.
 const REQUEST_HEADERS_MAX: usize = 64;
@@ -70,6 +70,10 @@ pub enum HandshakeError {
     LengthRequired,
     #[error("request body exceeds {max} bytes")]
     BodyTooLarge { max: usize },
+    #[error("the server holds its most connections ({max}); retry later")]
+    TooManyConnections { max: usize },
+    #[error("the server is out of file descriptors; retry later")]
+    NoDescriptors,
 }
 
 impl HandshakeError {
@@ -81,6 +85,9 @@ impl HandshakeError {
             HandshakeError::BadVersion { .. } => (426, "Upgrade Required"),
             HandshakeError::LengthRequired => (411, "Length Required"),
             HandshakeError::BodyTooLarge { .. } => (413, "Content Too Large"),
+            HandshakeError::TooManyConnections { .. } | HandshakeError::NoDescriptors => {
+                (503, "Service Unavailable")
+            }
             _ => (400, "Bad Request"),
         }
     }
@@ -89,13 +96,14 @@ impl HandshakeError {
     pub fn response(&self) -> Vec<u8> {
         let (code, reason) = self.status();
         let extra = match self {
-            HandshakeError::BadVersion { .. } => "Sec-WebSocket-Version: 13\r\n",
-            _ => "",
+            HandshakeError::BadVersion { .. } => "Sec-WebSocket-Version: 13\r\n".to_string(),
+            _ if code == 503 => format!("Retry-After: {REFUSED_RETRY_AFTER_SECS}\r\n"),
+            _ => String::new(),
         };
         http_response(
             code,
             reason,
-            extra,
+            &extra,
             "text/plain",
             self.to_string().as_bytes(),
         )

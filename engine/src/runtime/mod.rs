@@ -10,7 +10,9 @@ mod poller;
 
 pub use executor::{spawn_shard, ShardThread};
 pub use inbox::Inbox;
-pub use net::{bind_listeners, send_now, Listener, Stream};
+pub use net::{
+    bind_listeners, descriptor_limit, is_out_of_descriptors, send_now, Listener, SpareFd, Stream,
+};
 pub use placement::{connection_id, owner_shard, shard_of};
 pub use poller::{close_fd, recv_now, Poller, Readiness, Ready, EVENTS_PER_WAIT_MAX};
 

@@ -144,17 +144,26 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
                     return;
                 }
             };
+            let admitted = shard.borrow().admission.try_admit();
+            if let Err(full) = admitted {
+                let err = HandshakeError::TooManyConnections { max: full.max };
+                return refuse(&shard, stream, &err).await;
+            }
             let target = room.as_deref().map_or(me, |r| owner_shard(r, shards));
             if target == me {
                 // A task of its own: the handshake's state is freed, not carried for the
                 // connection's lifetime.
                 return runtime::spawn_detached(upgrade(shard, stream, key, leftover, user));
             }
-            let fd = match stream.into_fd() {
-                Ok(fd) => fd,
+            let fd = match stream.dup_fd() {
+                Ok(fd) => {
+                    drop(stream);
+                    fd
+                }
                 Err(e) => {
-                    tracing::warn!(%e, "cannot hand a connection over");
-                    return;
+                    tracing::debug!(%e, "cannot hand a connection over");
+                    shard.borrow().admission.release();
+                    return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
                 }
             };
             let mut sh = shard.borrow_mut();
@@ -172,6 +181,17 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
     }
 }
 
+/// Answers a connection the server has no room for with 503 (counted) and closes it.
+async fn refuse(shard: &ShardRef, mut stream: Stream, err: &HandshakeError) {
+    shard
+        .borrow()
+        .stats
+        .connections_refused
+        .fetch_add(1, RELAXED);
+    let _ = stream.write_all(&err.response()).await;
+    stream.shutdown_write();
+}
+
 /// The user a connection speaks for, from its token; Err is the 401's reason.
 fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, String> {
     match (&sh.config.auth_secret, token) {
@@ -184,7 +204,8 @@ fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, St
     }
 }
 
-/// Completes the upgrade on this shard and hands the socket to the shard's I/O loop.
+/// Completes the upgrade on this shard and hands the socket to the shard's I/O loop. The
+/// connection holds an admission slot, given back here if the upgrade fails.
 pub async fn upgrade(
     shard: ShardRef,
     mut stream: Stream,
@@ -192,17 +213,23 @@ pub async fn upgrade(
     leftover: Vec<u8>,
     user: Option<Arc<User>>,
 ) {
-    if stream.write_all(&accept_response(&key)).await.is_err() {
-        return;
-    }
-    drop(key);
-    let fd = match stream.into_fd() {
+    // The descriptor the I/O loop will own, taken before the 101: out of descriptors, the
+    // client still gets an answer (503) rather than a 101 and a dropped connection.
+    let fd = match stream.dup_fd() {
         Ok(fd) => fd,
         Err(e) => {
-            tracing::warn!(%e, "cannot take over an upgraded socket");
-            return;
+            tracing::debug!(%e, "cannot take over a socket");
+            shard.borrow().admission.release();
+            return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
         }
     };
+    if stream.write_all(&accept_response(&key)).await.is_err() {
+        close_fd(fd);
+        shard.borrow().admission.release();
+        return;
+    }
+    drop(stream);
+    drop(key);
     shard.borrow_mut().register(fd, user, leftover);
 }
 

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use simd_json::prelude::*;
 use slab::Slab;
 
+use super::admission::Admission;
 use super::connection::{Conn, Phase};
 use super::fanout_chunks::FanoutChunks;
 use super::room_ops::Gather;
@@ -121,6 +122,9 @@ pub struct Shard {
     pub done: Vec<(usize, u64)>,
     /// Wakes the I/O loop when `done` or `read_again` gets work.
     pub io_waker: Option<Waker>,
+    /// The server-wide count of connections (`--max-connections`); each connection here
+    /// holds one slot until it is forgotten.
+    pub admission: Arc<Admission>,
 }
 
 impl Shard {
@@ -129,6 +133,7 @@ impl Shard {
         config: Arc<Config>,
         peers: Arc<Vec<Inbox<ShardMsg>>>,
         all_stats: Arc<Vec<Arc<ShardStats>>>,
+        admission: Arc<Admission>,
     ) -> Self {
         let shards = peers.len();
         Self {
@@ -171,6 +176,7 @@ impl Shard {
             read_again: Vec::new(),
             done: Vec::new(),
             io_waker: None,
+            admission,
         }
     }
 
@@ -201,6 +207,7 @@ impl Shard {
         self.disconnect(key);
         self.conns.remove(key);
         self.stats.connections.fetch_sub(1, RELAXED);
+        self.admission.release();
     }
 
     /// Queues a data frame. A full queue applies the slow-consumer policy on the spot.
