@@ -148,9 +148,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    let bearer = header("authorization")
-        .and_then(|v| v.trim().strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+    let bearer = header("authorization").and_then(bearer_token);
     let endpoint = match path {
         "/api/notify" => Some(ApiEndpoint::Notify),
         "/api/publish" => Some(ApiEndpoint::Publish),
@@ -225,6 +223,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
         },
         head_len,
     }))
+}
+
+/// The credentials of an `Authorization: Bearer {token}` header. The scheme is
+/// case-insensitive (RFC 9110 11.1), so `bearer` and `BEARER` work too; other schemes: None.
+fn bearer_token(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
 
 /// The home room: `/ws/room/{room}` or `?room={room}`.
@@ -385,6 +391,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(p.route, Route::WebSocket { token: Some(t), .. } if t == "xyz"));
+        for header in ["bearer xyz", "BEARER   xyz ", "BeArEr xyz"] {
+            let r = req("/ws", &format!("Authorization: {header}\r\n"));
+            let p = parse_request(r.as_bytes()).unwrap().unwrap();
+            assert!(
+                matches!(&p.route, Route::WebSocket { token: Some(t), .. } if t == "xyz"),
+                "{header}: {:?}",
+                p.route
+            );
+        }
+        for header in ["Basic eHl6", "Bearer", "Bearerxyz"] {
+            let r = req("/ws", &format!("Authorization: {header}\r\n"));
+            let p = parse_request(r.as_bytes()).unwrap().unwrap();
+            assert!(
+                matches!(&p.route, Route::WebSocket { token: None, .. }),
+                "{header}"
+            );
+        }
     }
 
     #[test]
