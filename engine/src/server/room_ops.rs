@@ -24,7 +24,7 @@ use crate::limits::{
 use crate::protocol::event;
 use crate::protocol::message::AppError;
 use crate::rooms::{Batcher, Deadline, Ownership, Room, RoomInfo};
-use crate::users::{preview, Status, User};
+use crate::users::{preview, secrets_equal, Status, User};
 
 /// The users present in a room with their status, as JSON objects (at most
 /// [`ROOM_USERS_LISTED_MAX`]), and how many were left out.
@@ -448,7 +448,7 @@ impl Shard {
         let me = self.id;
         let o = self.ownership(rk);
         if let Some(expected) = &o.info.password {
-            if password != Some(&**expected) {
+            if !password.is_some_and(|p| secrets_equal(p.as_bytes(), expected.as_bytes())) {
                 return Err(AppError::WrongPassword { room: room.into() });
             }
         }

@@ -9,6 +9,7 @@ mod directory;
 mod notifications;
 mod presence;
 mod rate_limit;
+mod secret;
 mod token;
 mod user;
 
@@ -16,5 +17,6 @@ pub use directory::{Directory, DirectoryFull, PresenceChange, UserRecord};
 pub use notifications::{preview, Notification, Notifications};
 pub use presence::Status;
 pub use rate_limit::{RateLimit, TokenBucket, Verdict};
+pub use secret::secrets_equal;
 pub use token::{verify_token, TokenError};
 pub use user::{is_username_byte, valid_username, User};
