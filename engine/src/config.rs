@@ -57,6 +57,9 @@ pub struct Config {
     /// WebSocket connections the server holds at once, over all shards; more are answered
     /// 503 before the upgrade. 0: the descriptor limit (`RLIMIT_NOFILE`) minus a reserve.
     pub max_connections: usize,
+    /// Clock skew allowed when checking a token's `exp`, `nbf` and `iat`, in seconds; a
+    /// connection is closed (4001) once its token's `exp` plus this has passed.
+    pub jwt_leeway_secs: u64,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             api_key: None,
             away_after_ms: AWAY_AFTER_DEFAULT.as_millis() as u64,
             max_connections: 0,
+            jwt_leeway_secs: JWT_LEEWAY_DEFAULT.as_secs(),
         }
     }
 }
@@ -185,6 +189,10 @@ impl Config {
         }
         if self.away_after_ms == 0 {
             return setting("away-after-ms", "must be positive".into());
+        }
+        if self.jwt_leeway_secs > JWT_LEEWAY_MAX.as_secs() {
+            let max = JWT_LEEWAY_MAX.as_secs();
+            return setting("jwt-leeway-secs", format!("must be at most {max}"));
         }
         Ok(())
     }

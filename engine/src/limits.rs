@@ -225,3 +225,10 @@ pub const SPARE_REFUSALS_MAX: usize = 64;
 /// Least time between two "accept failed" warnings of a shard; the ones in between are
 /// counted and the count is logged with the next warning.
 pub const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default clock skew allowed for a token's `exp`, `nbf` and `iat` (`--jwt-leeway-secs`):
+/// enough for hosts kept in sync by NTP, short enough that an expired token dies quickly.
+pub const JWT_LEEWAY_DEFAULT: Duration = Duration::from_secs(5);
+
+/// Upper bound on `--jwt-leeway-secs`: a larger skew is a broken clock, not a leeway.
+pub const JWT_LEEWAY_MAX: Duration = Duration::from_secs(300);

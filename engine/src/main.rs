@@ -103,6 +103,10 @@ struct Cli {
     /// 0 = the descriptor limit (RLIMIT_NOFILE) minus a reserve [default: 0].
     #[arg(long, env = "CORECAST_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Clock skew allowed for a token's exp, nbf and iat, in seconds; a connection closes
+    /// with 4001 once its token's exp plus this has passed [default: 5].
+    #[arg(long, env = "CORECAST_JWT_LEEWAY_SECS")]
+    jwt_leeway_secs: Option<u64>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
@@ -142,7 +146,8 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         max_content_bytes,
         allow_anonymous,
         away_after_ms,
-        max_connections
+        max_connections,
+        jwt_leeway_secs
     );
     if let Some(v) = &cli.rate_limit {
         config.rate_limit = v.clone();

@@ -80,6 +80,8 @@ counters! {
     connections_refused,
     /// Accepts that failed (out of descriptors, mostly); the log warns once a second.
     accept_failures,
+    /// Connections closed (4001) because their token expired.
+    tokens_expired,
 }
 
 #[cfg(test)]

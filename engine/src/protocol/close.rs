@@ -18,6 +18,8 @@ pub const POLICY: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 /// 1011: the server hit an internal error.
 pub const INTERNAL: u16 = 1011;
+/// 4001 (application range): the token the connection authenticated with expired.
+pub const TOKEN_EXPIRED: u16 = 4001;
 
 /// Whether a peer may send `code` in a close frame (RFC 6455 7.4.1 and 7.4.2; the IANA
 /// registry adds 1012-1014). 1004-1006 and 1015 are reserved and never sent on the wire.

@@ -12,13 +12,12 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::api;
 use super::http;
-use super::shard::Shard;
-use super::shard_msg::ShardMsg;
+use super::shard::{unix_ms, Shard};
+use super::shard_msg::{ShardMsg, Upgrade};
 use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
 use crate::protocol::handshake::{
@@ -26,7 +25,7 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::Incoming;
 use crate::runtime::{self, close_fd, owner_shard, recv_now, sleep, Stream, EVENTS_PER_WAIT_MAX};
-use crate::users::{verify_token, User};
+use crate::users::{verify_token, Verified};
 
 use super::connection::{Phase, Reader};
 
@@ -123,9 +122,10 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             api::serve(shard, stream, endpoint, api_key, content_length, leftover).await;
         }
         Route::WebSocket { key, room, token } => {
-            let auth = authenticate(&shard.borrow(), token.as_deref());
-            let user = match auth {
-                Ok(user) => user,
+            let auth = authenticate(&shard.borrow(), token.as_deref(), unix_ms() / 1000);
+            let (user, token_exp) = match auth {
+                Ok(Some(v)) => (Some(v.user), Some(v.exp)),
+                Ok(None) => (None, None),
                 Err(reason) => {
                     shard
                         .borrow()
@@ -149,11 +149,17 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
                 let err = HandshakeError::TooManyConnections { max: full.max };
                 return refuse(&shard, stream, &err).await;
             }
+            let up = Upgrade {
+                key,
+                leftover,
+                user,
+                token_exp,
+            };
             let target = room.as_deref().map_or(me, |r| owner_shard(r, shards));
             if target == me {
                 // A task of its own: the handshake's state is freed, not carried for the
                 // connection's lifetime.
-                return runtime::spawn_detached(upgrade(shard, stream, key, leftover, user));
+                return runtime::spawn_detached(upgrade(shard, stream, up));
             }
             let fd = match stream.dup_fd() {
                 Ok(fd) => {
@@ -168,15 +174,7 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             };
             let mut sh = shard.borrow_mut();
             sh.stats.handoffs.fetch_add(1, RELAXED);
-            sh.send_to(
-                target,
-                ShardMsg::Adopt {
-                    fd,
-                    key,
-                    leftover,
-                    user,
-                },
-            );
+            sh.send_to(target, ShardMsg::Adopt { fd, upgrade: up });
         }
     }
 }
@@ -192,10 +190,12 @@ async fn refuse(shard: &ShardRef, mut stream: Stream, err: &HandshakeError) {
     stream.shutdown_write();
 }
 
-/// The user a connection speaks for, from its token; Err is the 401's reason.
-fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, String> {
+/// The user a connection speaks for, from its token checked at `now` (Unix seconds); Err is
+/// the 401's reason.
+fn authenticate(sh: &Shard, token: Option<&str>, now: u64) -> Result<Option<Verified>, String> {
+    let leeway = sh.config.jwt_leeway_secs;
     match (&sh.config.auth_secret, token) {
-        (Some(secret), Some(token)) => verify_token(token, secret.as_bytes())
+        (Some(secret), Some(token)) => verify_token(token, secret.as_bytes(), leeway, now)
             .map(Some)
             .map_err(|e| e.to_string()),
         (Some(_), None) if !sh.config.allow_anonymous => Err("a token is required".into()),
@@ -206,13 +206,7 @@ fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, St
 
 /// Completes the upgrade on this shard and hands the socket to the shard's I/O loop. The
 /// connection holds an admission slot, given back here if the upgrade fails.
-pub async fn upgrade(
-    shard: ShardRef,
-    mut stream: Stream,
-    key: String,
-    leftover: Vec<u8>,
-    user: Option<Arc<User>>,
-) {
+pub async fn upgrade(shard: ShardRef, mut stream: Stream, up: Upgrade) {
     // The descriptor the I/O loop will own, taken before the 101: out of descriptors, the
     // client still gets an answer (503) rather than a 101 and a dropped connection.
     let fd = match stream.dup_fd() {
@@ -223,21 +217,27 @@ pub async fn upgrade(
             return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
         }
     };
-    if stream.write_all(&accept_response(&key)).await.is_err() {
+    if stream.write_all(&accept_response(&up.key)).await.is_err() {
         close_fd(fd);
         shard.borrow().admission.release();
         return;
     }
     drop(stream);
-    drop(key);
-    shard.borrow_mut().register(fd, user, leftover);
+    shard.borrow_mut().register(fd, up);
 }
 
 impl Shard {
     /// Adopts an upgraded socket: a connection, watched by the epoll set. `leftover`: frames
     /// the client sent right behind its request.
-    pub fn register(&mut self, fd: RawFd, user: Option<Arc<User>>, mut leftover: Vec<u8>) {
+    pub fn register(&mut self, fd: RawFd, up: Upgrade) {
+        let Upgrade {
+            user,
+            token_exp,
+            mut leftover,
+            ..
+        } = up;
         let key = self.add_conn(fd, user);
+        self.conns[key].token_exp = token_exp;
         let token = self.conns[key].token(key);
         if let Err(e) = self.poller.add(fd, token) {
             tracing::warn!(%e, "cannot watch a socket");

@@ -38,7 +38,7 @@ use crate::protocol::message::{interpret, parse_json, AppError, ClientMessage};
 use crate::rooms::RoomTable;
 use crate::runtime::{owner_shard, send_now, Inbox, Poller, Ready, EVENTS_PER_WAIT_MAX};
 use crate::stats::ShardStats;
-use crate::users::{Directory, RateLimit, Status, TokenBucket, User, Verdict};
+use crate::users::{Directory, RateLimit, Status, TokenBucket, User, Verdict, SYSTEM_USER_ID};
 
 /// A user with connections on this shard.
 #[derive(Debug)]
@@ -160,7 +160,7 @@ impl Shard {
             gathers: Slab::new(),
             typing_rooms: HashSet::new(),
             next_direct_seq: 1,
-            system_user: User::new("system", "system"),
+            system_user: User::new(SYSTEM_USER_ID, SYSTEM_USER_ID),
             batch_due: VecDeque::new(),
             batch_waker: None,
             stats: all_stats[id].clone(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::admission::{self, Admission, WarnLimiter};
 use super::session;
-use super::shard::Shard;
+use super::shard::{unix_ms, Shard};
 use super::shard_msg::ShardMsg;
 use crate::config::Config;
 use crate::limits::{HOUSEKEEPING_INTERVAL, OUTBOX_RETRY_INTERVAL, SHUTDOWN_GRACE};
@@ -169,15 +169,10 @@ async fn inbox_loop(shard: ShardRef) {
         let mut handled = 0;
         while let Some(msg) = next.take() {
             match msg {
-                ShardMsg::Adopt {
-                    fd,
-                    key,
-                    leftover,
-                    user,
-                } => {
+                ShardMsg::Adopt { fd, upgrade } => {
                     let stream = Stream::from_fd(fd);
                     let shard = shard.clone();
-                    runtime::spawn_detached(session::upgrade(shard, stream, key, leftover, user));
+                    runtime::spawn_detached(session::upgrade(shard, stream, upgrade));
                 }
                 ShardMsg::Shutdown => {
                     let mut sh = shard.borrow_mut();
@@ -265,6 +260,8 @@ const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxe
 async fn housekeeping_loop(shard: ShardRef) {
     loop {
         runtime::sleep(HOUSEKEEPING_INTERVAL).await;
-        shard.borrow_mut().housekeeping(Instant::now());
+        let mut sh = shard.borrow_mut();
+        sh.housekeeping(Instant::now());
+        sh.expire_tokens(unix_ms() / 1000);
     }
 }

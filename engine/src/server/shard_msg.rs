@@ -43,15 +43,23 @@ pub enum NotificationOp {
     Read(Vec<u64>),
 }
 
+/// What the handshake decided for a connection, carried to the shard that sends its 101.
+#[derive(Debug)]
+pub struct Upgrade {
+    /// `Sec-WebSocket-Key`.
+    pub key: String,
+    /// Bytes the client sent right behind its request (frames already).
+    pub leftover: Vec<u8>,
+    /// The user of its token, if it came with one.
+    pub user: Option<Arc<User>>,
+    /// The token's `exp` (Unix seconds): the connection is closed (4001) once it passes.
+    pub token_exp: Option<u64>,
+}
+
 #[derive(Debug)]
 pub enum ShardMsg {
     /// A new connection whose home room lives here; its upgrade request was already read.
-    Adopt {
-        fd: RawFd,
-        key: String,
-        leftover: Vec<u8>,
-        user: Option<Arc<User>>,
-    },
+    Adopt { fd: RawFd, upgrade: Upgrade },
     /// To a room's owner: a member on the sender's shard joins.
     Join {
         room: Arc<str>,

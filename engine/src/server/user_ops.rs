@@ -12,12 +12,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::connection::Phase;
 use super::shard::{unix_ms, LocalUser, Shard};
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, ShardMsg};
 use crate::limits::{NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX, USERS_PER_SHARD_MAX};
-use crate::protocol::event;
 use crate::protocol::message::AppError;
-use crate::users::{preview, valid_username, PresenceChange, Status, User};
+use crate::protocol::{close, event};
+use crate::users::{
+    is_reserved_name, preview, token_expired, valid_username, PresenceChange, Status, User,
+};
 
 impl Shard {
     // ----- the connection's side ----------------------------------------------------------
@@ -31,6 +34,10 @@ impl Shard {
         } else if !valid_username(username) {
             Some(AppError::InvalidUsername {
                 max: USERNAME_BYTES_MAX,
+            })
+        } else if is_reserved_name(username) {
+            Some(AppError::ReservedUsername {
+                name: username.into(),
             })
         } else {
             None
@@ -94,6 +101,27 @@ impl Shard {
             was_idle,
             rooms,
         });
+    }
+
+    /// Closes (4001) every open connection whose token expired by `now` (Unix seconds), so a
+    /// connection never acts for its user past the token's `exp` (and the leeway). Called
+    /// by the shard's housekeeping tick.
+    pub fn expire_tokens(&mut self, now: u64) {
+        let leeway = self.config.jwt_leeway_secs;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open)
+            .filter(|(_, c)| {
+                c.token_exp
+                    .is_some_and(|exp| token_expired(exp, leeway, now))
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            self.stats.tokens_expired.fetch_add(1, RELAXED);
+            self.close_conn(key, close::TOKEN_EXPIRED, "token expired");
+        }
     }
 
     /// A client message arrived: the device is active.

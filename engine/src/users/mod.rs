@@ -18,5 +18,7 @@ pub use notifications::{preview, Notification, Notifications};
 pub use presence::Status;
 pub use rate_limit::{RateLimit, TokenBucket, Verdict};
 pub use secret::secrets_equal;
-pub use token::{verify_token, TokenError};
-pub use user::{is_username_byte, valid_username, User};
+pub use token::{token_expired, verify_token, TokenError, Verified};
+pub use user::{
+    is_reserved_name, is_username_byte, valid_username, User, GUEST_ID_PREFIX, SYSTEM_USER_ID,
+};
