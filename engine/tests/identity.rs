@@ -145,3 +145,27 @@ fn the_jwt_leeway_is_a_setting() {
     assert!(status.contains("101"), "{status}");
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn a_guests_mentions_notify_nobody() {
+    let srv = server(|_| {});
+    let addr = srv.local_addr();
+    let mut bob = Client::connect(addr, "/ws");
+    bob.login("bob");
+    bob.join("hall");
+    let mut guest = Client::connect(addr, "/ws");
+    guest.join("hall");
+    let mut alice = Client::connect(addr, "/ws");
+    alice.login("alice");
+    alice.join("hall");
+    guest.send(json!({"type": "message:send", "room": "hall", "content": "@bob from a guest"}));
+    assert_eq!(bob.recv_type("message:new")["content"], "@bob from a guest");
+    alice.send(json!({"type": "message:send", "room": "hall", "content": "@bob from alice"}));
+    // The first notification bob gets is alice's: the guest's mention made none.
+    let n = bob.recv_type("notification:new");
+    assert_eq!(n["title"], "alice mentioned you in hall", "{n}");
+    bob.send(json!({"type": "notification:list"}));
+    let list = bob.recv_type("notification:list");
+    assert_eq!(list["notifications"].as_array().unwrap().len(), 1, "{list}");
+    srv.shutdown().unwrap();
+}

@@ -538,7 +538,8 @@ impl Shard {
         if self.ownership(rk).typing.stop(&from.id) {
             self.typing_changed(rk);
         }
-        if memchr::memchr(b'@', content).is_some() {
+        // Only users' mentions notify: a guest could otherwise notify anyone for free.
+        if !from.is_guest() && memchr::memchr(b'@', content).is_some() {
             self.mentions(rk, from, content);
         }
     }
