@@ -60,6 +60,9 @@ pub struct Config {
     /// Clock skew allowed when checking a token's `exp`, `nbf` and `iat`, in seconds; a
     /// connection is closed (4001) once its token's `exp` plus this has passed.
     pub jwt_leeway_secs: u64,
+    /// An offline user's record (and notifications) is forgotten this long after their last
+    /// connection closed (or, never connected, their first notification), in seconds.
+    pub user_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             away_after_ms: AWAY_AFTER_DEFAULT.as_millis() as u64,
             max_connections: 0,
             jwt_leeway_secs: JWT_LEEWAY_DEFAULT.as_secs(),
+            user_ttl_secs: USER_TTL_DEFAULT.as_secs(),
         }
     }
 }
@@ -189,6 +193,9 @@ impl Config {
         }
         if self.away_after_ms == 0 {
             return setting("away-after-ms", "must be positive".into());
+        }
+        if self.user_ttl_secs == 0 {
+            return setting("user-ttl-secs", "must be positive".into());
         }
         if self.jwt_leeway_secs > JWT_LEEWAY_MAX.as_secs() {
             let max = JWT_LEEWAY_MAX.as_secs();

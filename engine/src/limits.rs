@@ -232,3 +232,11 @@ pub const JWT_LEEWAY_DEFAULT: Duration = Duration::from_secs(5);
 
 /// Upper bound on `--jwt-leeway-secs`: a larger skew is a broken clock, not a leeway.
 pub const JWT_LEEWAY_MAX: Duration = Duration::from_secs(300);
+
+/// Default time an offline user's record (with their notifications) is kept after their last
+/// connection closed (`--user-ttl-secs`): a day, so notifications wait overnight.
+pub const USER_TTL_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Offline users one housekeeping tick forgets at most, so a mass expiry (a day after a
+/// burst of connections) is spread over ticks instead of stalling the shard.
+pub const USERS_EXPIRED_PER_TICK_MAX: usize = 10_000;

@@ -107,6 +107,10 @@ struct Cli {
     /// with 4001 once its token's exp plus this has passed [default: 5].
     #[arg(long, env = "CORECAST_JWT_LEEWAY_SECS")]
     jwt_leeway_secs: Option<u64>,
+    /// An offline user's record and notifications are forgotten this long after their last
+    /// connection closed, in seconds [default: 86400].
+    #[arg(long, env = "CORECAST_USER_TTL_SECS")]
+    user_ttl_secs: Option<u64>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
@@ -147,7 +151,8 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         allow_anonymous,
         away_after_ms,
         max_connections,
-        jwt_leeway_secs
+        jwt_leeway_secs,
+        user_ttl_secs
     );
     if let Some(v) = &cli.rate_limit {
         config.rate_limit = v.clone();

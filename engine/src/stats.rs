@@ -82,6 +82,8 @@ counters! {
     accept_failures,
     /// Connections closed (4001) because their token expired.
     tokens_expired,
+    /// Offline users forgotten after `--user-ttl-secs`.
+    users_expired,
 }
 
 #[cfg(test)]

@@ -262,6 +262,8 @@ async fn housekeeping_loop(shard: ShardRef) {
         runtime::sleep(HOUSEKEEPING_INTERVAL).await;
         let mut sh = shard.borrow_mut();
         sh.housekeeping(Instant::now());
-        sh.expire_tokens(unix_ms() / 1000);
+        let now_ms = unix_ms();
+        sh.expire_tokens(now_ms / 1000);
+        sh.expire_users(now_ms);
     }
 }

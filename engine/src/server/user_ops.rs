@@ -15,7 +15,9 @@ use bytes::Bytes;
 use super::connection::Phase;
 use super::shard::{unix_ms, LocalUser, Shard};
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, ShardMsg};
-use crate::limits::{NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX, USERS_PER_SHARD_MAX};
+use crate::limits::{
+    NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX, USERS_EXPIRED_PER_TICK_MAX, USERS_PER_SHARD_MAX,
+};
 use crate::protocol::message::AppError;
 use crate::protocol::{close, event};
 use crate::users::{
@@ -121,6 +123,20 @@ impl Shard {
         for key in expired {
             self.stats.tokens_expired.fetch_add(1, RELAXED);
             self.close_conn(key, close::TOKEN_EXPIRED, "token expired");
+        }
+    }
+
+    /// Forgets users offline for `--user-ttl-secs` by `now_ms`, at most
+    /// [`USERS_EXPIRED_PER_TICK_MAX`] per call, so the directory does not keep every user
+    /// that ever connected. Called by the shard's housekeeping tick.
+    pub fn expire_users(&mut self, now_ms: u64) {
+        let ttl_ms = self.config.user_ttl_secs.saturating_mul(1000);
+        let gone = self
+            .directory
+            .expire_offline(now_ms, ttl_ms, USERS_EXPIRED_PER_TICK_MAX);
+        if gone > 0 {
+            self.stats.users_expired.fetch_add(gone as u64, RELAXED);
+            self.count_users();
         }
     }
 
@@ -372,7 +388,7 @@ impl Shard {
     pub(super) fn owner_user_room(&mut self, user: &Arc<User>, room: Arc<str>, present: bool) {
         if present {
             // The room's owner may answer before the user's attach arrives: make the record.
-            match self.directory.get_or_create(user) {
+            match self.directory.get_or_create(user, unix_ms()) {
                 Ok(record) => {
                     record.rooms.insert(room);
                 }
@@ -414,7 +430,7 @@ impl Shard {
             Some(r) => r.user.clone(),
             None => User::new(user_id, user_id),
         };
-        let record = match self.directory.get_or_create(&user) {
+        let record = match self.directory.get_or_create(&user, now) {
             Ok(r) => r,
             Err(full) => {
                 self.stats.users_evicted.fetch_add(1, RELAXED);
