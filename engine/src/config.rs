@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::limits::*;
+use crate::protocol::handshake::valid_protocol_name;
 use crate::users::RateLimit;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +64,9 @@ pub struct Config {
     /// An offline user's record (and notifications) is forgotten this long after their last
     /// connection closed (or, never connected, their first notification), in seconds.
     pub user_ttl_secs: u64,
+    /// Subprotocols the server speaks, comma-separated; the 101 answers with the first a
+    /// client offers that is in this list (none offered, or none known: no header).
+    pub subprotocols: String,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
             max_connections: 0,
             jwt_leeway_secs: JWT_LEEWAY_DEFAULT.as_secs(),
             user_ttl_secs: USER_TTL_DEFAULT.as_secs(),
+            subprotocols: SUBPROTOCOLS_DEFAULT.into(),
         }
     }
 }
@@ -134,6 +139,15 @@ impl Config {
                 .max(1),
             None => CONNECTIONS_DEFAULT_MAX,
         }
+    }
+
+    /// The subprotocols of `subprotocols`, in order.
+    pub fn subprotocol_list(&self) -> Vec<&str> {
+        self.subprotocols
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
     }
 
     pub fn away_after(&self) -> Duration {
@@ -193,6 +207,14 @@ impl Config {
         }
         if self.away_after_ms == 0 {
             return setting("away-after-ms", "must be positive".into());
+        }
+        if let Some(bad) = self
+            .subprotocol_list()
+            .into_iter()
+            .find(|p| !valid_protocol_name(p))
+        {
+            let reason = format!("`{bad}` is not a valid subprotocol name (an HTTP token)");
+            return setting("subprotocols", reason);
         }
         if self.user_ttl_secs == 0 {
             return setting("user-ttl-secs", "must be positive".into());
@@ -272,6 +294,23 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(set.connection_limit(), 5);
+    }
+
+    #[test]
+    fn subprotocols_are_a_list_of_tokens() {
+        let c = Config::default();
+        assert_eq!(c.subprotocol_list(), ["corecast.v1", "json", "v1"]);
+        let none = Config {
+            subprotocols: String::new(),
+            ..Config::default()
+        };
+        none.validate().unwrap();
+        assert!(none.subprotocol_list().is_empty());
+        let bad = Config {
+            subprotocols: "v1, a b".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

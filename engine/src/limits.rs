@@ -240,3 +240,7 @@ pub const USER_TTL_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
 /// Offline users one housekeeping tick forgets at most, so a mass expiry (a day after a
 /// burst of connections) is spread over ticks instead of stalling the shard.
 pub const USERS_EXPIRED_PER_TICK_MAX: usize = 10_000;
+
+/// Default `--subprotocols`: corecast's own name, and the names seed clients offer (seed
+/// 002's browser client asks for `v1`, `v2`); all speak the same JSON protocol.
+pub const SUBPROTOCOLS_DEFAULT: &str = "corecast.v1,json,v1";

@@ -111,6 +111,10 @@ struct Cli {
     /// connection closed, in seconds [default: 86400].
     #[arg(long, env = "CORECAST_USER_TTL_SECS")]
     user_ttl_secs: Option<u64>,
+    /// Subprotocols spoken, comma-separated; the 101 answers with the first a client offers
+    /// that is listed [default: corecast.v1,json,v1].
+    #[arg(long, env = "CORECAST_SUBPROTOCOLS")]
+    subprotocols: Option<String>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
@@ -159,6 +163,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(v) = &cli.auth_secret {
         config.auth_secret = Some(v.clone());
+    }
+    if let Some(v) = &cli.subprotocols {
+        config.subprotocols = v.clone();
     }
     if let Some(v) = &cli.api_key {
         config.api_key = Some(v.clone());

@@ -15,11 +15,13 @@ const REQUEST_HEADERS_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// Upgrade to a WebSocket; `room` is the home room named in the path or query, `token`
-    /// the JWT from `?token=` or `Authorization: Bearer`.
+    /// the JWT from `?token=` or `Authorization: Bearer`, `protocols` the subprotocols the
+    /// client offers (`Sec-WebSocket-Protocol`), in its order of preference.
     WebSocket {
         key: String,
         room: Option<String>,
         token: Option<String>,
+        protocols: Vec<String>,
     },
     /// `GET /healthz`.
     Health,
@@ -215,14 +217,43 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
         .map(str::to_string)
         .or(bearer);
+    let protocols = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
     Ok(Some(Request {
         route: Route::WebSocket {
             key: key.to_string(),
             room,
             token,
+            protocols,
         },
         head_len,
     }))
+}
+
+/// The subprotocol to answer with: the first the client offers that the server `supports`
+/// (RFC 6455 4.2.2: one of the client's). None: the 101 carries no `Sec-WebSocket-Protocol`
+/// (RFC 6455 allows it; a client that insists on a subprotocol then fails the handshake).
+pub fn choose_protocol<'a>(offered: &'a [String], supports: &[&str]) -> Option<&'a str> {
+    offered
+        .iter()
+        .map(String::as_str)
+        .find(|p| supports.contains(p))
+}
+
+/// Whether `name` is a valid subprotocol name: an HTTP token (RFC 6455 4.1, RFC 7230 3.2.6).
+pub fn valid_protocol_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The credentials of an `Authorization: Bearer {token}` header. The scheme is
@@ -254,12 +285,15 @@ fn valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
-/// The 101 response that completes the upgrade.
-pub fn accept_response(key: &str) -> Vec<u8> {
+/// The 101 response that completes the upgrade, with the chosen subprotocol if any.
+pub fn accept_response(key: &str, protocol: Option<&str>) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let protocol = protocol.map_or(String::new(), |p| {
+        format!("Sec-WebSocket-Protocol: {p}\r\n")
+    });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
     )
     .into_bytes()
 }
@@ -305,12 +339,44 @@ mod tests {
             Route::WebSocket {
                 key: KEY.into(),
                 room: None,
-                token: None
+                token: None,
+                protocols: Vec::new(),
             }
         );
-        let resp = String::from_utf8(accept_response(KEY)).unwrap();
+        let resp = String::from_utf8(accept_response(KEY, None)).unwrap();
         // The example from RFC 6455 section 1.3.
         assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(!resp.contains("Sec-WebSocket-Protocol"));
+        assert!(resp.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn subprotocols_offered_and_chosen() {
+        let r = req(
+            "/ws",
+            "Sec-WebSocket-Protocol: v2, corecast.v1\r\nSec-WebSocket-Protocol: json\r\n",
+        );
+        let p = parse_request(r.as_bytes()).unwrap().unwrap();
+        let Route::WebSocket { protocols, .. } = p.route else {
+            panic!("{:?}", p.route)
+        };
+        assert_eq!(protocols, ["v2", "corecast.v1", "json"]);
+        let supports = ["corecast.v1", "json", "v1"];
+        // The client's first choice that the server speaks.
+        assert_eq!(choose_protocol(&protocols, &supports), Some("corecast.v1"));
+        let offered = ["v1".to_string(), "v2".to_string()];
+        assert_eq!(choose_protocol(&offered, &supports), Some("v1"));
+        assert_eq!(choose_protocol(&["mqtt".to_string()], &supports), None);
+        assert_eq!(choose_protocol(&[], &supports), None);
+        let resp = String::from_utf8(accept_response(KEY, Some("v1"))).unwrap();
+        assert!(
+            resp.contains("\r\nSec-WebSocket-Protocol: v1\r\n\r\n"),
+            "{resp}"
+        );
+        assert!(valid_protocol_name("corecast.v1"));
+        assert!(
+            !valid_protocol_name("a b") && !valid_protocol_name("") && !valid_protocol_name("a,b")
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::shard_msg::{ShardMsg, Upgrade};
 use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
 use crate::protocol::handshake::{
-    accept_response, http_response, parse_request, HandshakeError, Route,
+    accept_response, choose_protocol, http_response, parse_request, HandshakeError, Route,
 };
 use crate::protocol::Incoming;
 use crate::runtime::{self, close_fd, owner_shard, recv_now, sleep, Stream, EVENTS_PER_WAIT_MAX};
@@ -121,7 +121,12 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
         } => {
             api::serve(shard, stream, endpoint, api_key, content_length, leftover).await;
         }
-        Route::WebSocket { key, room, token } => {
+        Route::WebSocket {
+            key,
+            room,
+            token,
+            protocols,
+        } => {
             let auth = authenticate(&shard.borrow(), token.as_deref(), unix_ms() / 1000);
             let (user, token_exp) = match auth {
                 Ok(Some(v)) => (Some(v.user), Some(v.exp)),
@@ -149,8 +154,13 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
                 let err = HandshakeError::TooManyConnections { max: full.max };
                 return refuse(&shard, stream, &err).await;
             }
+            let protocol = {
+                let sh = shard.borrow();
+                choose_protocol(&protocols, &sh.config.subprotocol_list()).map(str::to_string)
+            };
             let up = Upgrade {
                 key,
+                protocol,
                 leftover,
                 user,
                 token_exp,
@@ -217,7 +227,8 @@ pub async fn upgrade(shard: ShardRef, mut stream: Stream, up: Upgrade) {
             return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
         }
     };
-    if stream.write_all(&accept_response(&up.key)).await.is_err() {
+    let response = accept_response(&up.key, up.protocol.as_deref());
+    if stream.write_all(&response).await.is_err() {
         close_fd(fd);
         shard.borrow().admission.release();
         return;

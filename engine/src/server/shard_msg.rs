@@ -48,6 +48,8 @@ pub enum NotificationOp {
 pub struct Upgrade {
     /// `Sec-WebSocket-Key`.
     pub key: String,
+    /// The subprotocol the 101 names (`Sec-WebSocket-Protocol`), if any.
+    pub protocol: Option<String>,
     /// Bytes the client sent right behind its request (frames already).
     pub leftover: Vec<u8>,
     /// The user of its token, if it came with one.

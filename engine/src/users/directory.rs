@@ -169,7 +169,8 @@ impl Directory {
                 return Err(DirectoryFull { max: self.max });
             }
             let key: Arc<str> = Arc::from(&*user.id);
-            self.records.insert(key.clone(), UserRecord::new(user.clone()));
+            self.records
+                .insert(key.clone(), UserRecord::new(user.clone()));
             self.mark_offline(&key, now_ms);
         }
         Ok(self.records.get_mut(&*user.id).expect("present"))
