@@ -179,6 +179,11 @@ pub const USERS_PER_SHARD_MAX: usize = 1_000_000;
 /// Notifications kept per user; the oldest go first.
 pub const NOTIFICATIONS_PER_USER_MAX: usize = 200;
 
+/// Notifications kept per user from any one sender (direct messages, mentions); a newer one
+/// replaces that sender's oldest, so one sender's flood cannot push out the others' (200
+/// DMs evicted an offline user's real notifications). The backend's are not limited.
+pub const NOTIFICATIONS_PER_SENDER_MAX: usize = 20;
+
 /// Ids one `notification:read` may carry.
 pub const NOTIFICATION_IDS_MAX: usize = 1000;
 

@@ -74,6 +74,9 @@ counters! {
     users_evicted,
     /// Old notifications dropped because a user had the most kept.
     notifications_dropped,
+    /// A sender's oldest notification to a user replaced by their newest, at the per-sender
+    /// quota (20).
+    notifications_replaced,
     /// `POST /api/*` requests accepted.
     api_requests,
     /// Connections answered 503: over `--max-connections`, or out of descriptors.

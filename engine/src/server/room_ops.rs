@@ -698,6 +698,7 @@ impl Shard {
         for user_id in targets {
             self.route_user(ShardMsg::Notify {
                 user_id,
+                from: Some(from.id.clone()),
                 kind: "mention",
                 title: title.clone(),
                 body: body.clone(),

@@ -694,10 +694,11 @@ impl Shard {
             ShardMsg::ToUser { user_id, frame } => self.deliver_to_local_user(&user_id, &frame),
             ShardMsg::Notify {
                 user_id,
+                from,
                 kind,
                 title,
                 body,
-            } => self.owner_notify(&user_id, kind, &title, &body),
+            } => self.owner_notify(&user_id, from.as_deref(), kind, &title, &body),
             ShardMsg::Notifications {
                 user_id,
                 conn,

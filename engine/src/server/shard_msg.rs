@@ -180,9 +180,11 @@ pub enum ShardMsg {
     },
     /// A frame for every connection of `user_id` on this shard.
     ToUser { user_id: Arc<str>, frame: Bytes },
-    /// To a user's owner: a notification for them (kept even while they are offline).
+    /// To a user's owner: a notification for them (kept even while they are offline),
+    /// caused by user `from` (None: the backend's).
     Notify {
         user_id: Box<str>,
+        from: Option<Box<str>>,
         kind: &'static str,
         title: String,
         body: String,

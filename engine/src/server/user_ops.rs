@@ -16,12 +16,14 @@ use super::connection::Phase;
 use super::shard::{unix_ms, LocalUser, Shard};
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, ShardMsg};
 use crate::limits::{
-    NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX, USERS_EXPIRED_PER_TICK_MAX, USERS_PER_SHARD_MAX,
+    NOTIFICATIONS_PER_SENDER_MAX, NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX,
+    USERS_EXPIRED_PER_TICK_MAX, USERS_PER_SHARD_MAX,
 };
 use crate::protocol::message::AppError;
 use crate::protocol::{close, event};
 use crate::users::{
-    is_reserved_name, preview, token_expired, valid_username, PresenceChange, Status, User,
+    is_reserved_name, preview, token_expired, valid_username, Dropped, NewNotification,
+    NotificationLimits, PresenceChange, Status, User,
 };
 
 impl Shard {
@@ -419,12 +421,20 @@ impl Shard {
         }
         self.send_to_devices(to, &[event::direct(id, from.json(), content, unix_ms())]);
         let title = format!("New message from {}", from.name);
-        self.owner_notify(to, "direct", &title, &preview(content));
+        self.owner_notify(to, Some(&from.id), "direct", &title, &preview(content));
         self.deliver_to_conn(conn, event::ack_id(reference.as_deref(), id));
     }
 
-    /// Keeps a notification for `user_id` and shows it on every device of theirs.
-    pub(super) fn owner_notify(&mut self, user_id: &str, kind: &str, title: &str, body: &str) {
+    /// Keeps a notification for `user_id` (caused by user `from`, None: the backend) and shows
+    /// it on every device of theirs.
+    pub(super) fn owner_notify(
+        &mut self,
+        user_id: &str,
+        from: Option<&str>,
+        kind: &str,
+        title: &str,
+        body: &str,
+    ) {
         let now = unix_ms();
         let user = match self.directory.get(user_id) {
             Some(r) => r.user.clone(),
@@ -442,15 +452,29 @@ impl Shard {
                 return;
             }
         };
-        let (notification, dropped) =
-            record
-                .notifications
-                .push(kind, title, body, now, NOTIFICATIONS_PER_USER_MAX);
+        let new = NewNotification {
+            from,
+            kind,
+            title,
+            body,
+            ts: now,
+        };
+        let limits = NotificationLimits {
+            kept: NOTIFICATIONS_PER_USER_MAX,
+            per_sender: NOTIFICATIONS_PER_SENDER_MAX,
+        };
+        let (notification, dropped) = record.notifications.push(new, limits);
         let mut json = Vec::new();
         notification.write_json(&mut json, false);
         let unread = record.notifications.unread();
-        if dropped {
-            self.stats.notifications_dropped.fetch_add(1, RELAXED);
+        match dropped {
+            Dropped::Nothing => {}
+            Dropped::Oldest => {
+                self.stats.notifications_dropped.fetch_add(1, RELAXED);
+            }
+            Dropped::SendersOldest => {
+                self.stats.notifications_replaced.fetch_add(1, RELAXED);
+            }
         }
         self.count_users();
         let frames = [

@@ -14,7 +14,9 @@ mod token;
 mod user;
 
 pub use directory::{Directory, DirectoryFull, PresenceChange, UserRecord};
-pub use notifications::{preview, Notification, Notifications};
+pub use notifications::{
+    preview, Dropped, NewNotification, Notification, NotificationLimits, Notifications,
+};
 pub use presence::Status;
 pub use rate_limit::{RateLimit, TokenBucket, Verdict};
 pub use secret::secrets_equal;
