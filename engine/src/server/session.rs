@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::api;
@@ -25,7 +26,7 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::Incoming;
 use crate::runtime::{self, close_fd, owner_shard, recv_now, sleep, Stream, EVENTS_PER_WAIT_MAX};
-use crate::users::{verify_token, Verified};
+use crate::users::{verify_token, User, Verified};
 
 use super::connection::{Phase, Reader};
 
@@ -127,27 +128,8 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             token,
             protocols,
         } => {
-            let auth = authenticate(&shard.borrow(), token.as_deref(), unix_ms() / 1000);
-            let (user, token_exp) = match auth {
-                Ok(Some(v)) => (Some(v.user), Some(v.exp)),
-                Ok(None) => (None, None),
-                Err(reason) => {
-                    shard
-                        .borrow()
-                        .stats
-                        .handshake_failures
-                        .fetch_add(1, RELAXED);
-                    let response = http_response(
-                        401,
-                        "Unauthorized",
-                        "WWW-Authenticate: Bearer\r\n",
-                        "text/plain",
-                        reason.as_bytes(),
-                    );
-                    let _ = stream.write_all(&response).await;
-                    stream.shutdown_write();
-                    return;
-                }
+            let Some((user, token_exp)) = check_token(&shard, &mut stream, token).await else {
+                return;
             };
             let admitted = shard.borrow().admission.try_admit();
             if let Err(full) = admitted {
@@ -171,22 +153,57 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
                 // connection's lifetime.
                 return runtime::spawn_detached(upgrade(shard, stream, up));
             }
-            let fd = match stream.dup_fd() {
-                Ok(fd) => {
-                    drop(stream);
-                    fd
-                }
-                Err(e) => {
-                    tracing::debug!(%e, "cannot hand a connection over");
-                    shard.borrow().admission.release();
-                    return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
-                }
-            };
-            let mut sh = shard.borrow_mut();
-            sh.stats.handoffs.fetch_add(1, RELAXED);
-            sh.send_to(target, ShardMsg::Adopt { fd, upgrade: up });
+            hand_off(shard, stream, target, up).await;
         }
     }
+}
+
+/// The user of the upgrade's token (and its `exp`); None once a 401 was sent.
+async fn check_token(
+    shard: &ShardRef,
+    stream: &mut Stream,
+    token: Option<String>,
+) -> Option<(Option<Arc<User>>, Option<u64>)> {
+    let auth = authenticate(&shard.borrow(), token.as_deref(), unix_ms() / 1000);
+    match auth {
+        Ok(Some(v)) => Some((Some(v.user), Some(v.exp))),
+        Ok(None) => Some((None, None)),
+        Err(reason) => {
+            shard
+                .borrow()
+                .stats
+                .handshake_failures
+                .fetch_add(1, RELAXED);
+            let response = http_response(
+                401,
+                "Unauthorized",
+                "WWW-Authenticate: Bearer\r\n",
+                "text/plain",
+                reason.as_bytes(),
+            );
+            let _ = stream.write_all(&response).await;
+            stream.shutdown_write();
+            None
+        }
+    }
+}
+
+/// Moves an admitted connection to shard `target` (its home room's), which sends the 101.
+async fn hand_off(shard: ShardRef, stream: Stream, target: usize, up: Upgrade) {
+    let fd = match stream.dup_fd() {
+        Ok(fd) => {
+            drop(stream);
+            fd
+        }
+        Err(e) => {
+            tracing::debug!(%e, "cannot hand a connection over");
+            shard.borrow().admission.release();
+            return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
+        }
+    };
+    let mut sh = shard.borrow_mut();
+    sh.stats.handoffs.fetch_add(1, RELAXED);
+    sh.send_to(target, ShardMsg::Adopt { fd, upgrade: up });
 }
 
 /// Answers a connection the server has no room for with 503 (counted) and closes it.
