@@ -246,6 +246,14 @@ mod tests {
         assert_eq!(c.shards, 2);
         assert_eq!(c.batch_window_ms, 0);
         assert!(toml::from_str::<Config>("nope = 1").is_err());
+        let c: Config = toml::from_str(
+            "max-connections = 5\njwt-leeway-secs = 0\nuser-ttl-secs = 60\nsubprotocols = \"a,b\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.connection_limit(), 5);
+        assert_eq!((c.jwt_leeway_secs, c.user_ttl_secs), (0, 60));
+        assert_eq!(c.subprotocol_list(), ["a", "b"]);
     }
 
     #[test]
