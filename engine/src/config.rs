@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::limits::*;
+use crate::protocol::handshake::valid_protocol_name;
 use crate::users::RateLimit;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +77,18 @@ pub struct Config {
     /// Bytes a shard holds for incomplete frames and messages over all its connections; a
     /// connection that would grow it past this is closed with 1013.
     pub incomplete_bytes_per_shard: usize,
+    /// WebSocket connections the server holds at once, over all shards; more are answered
+    /// 503 before the upgrade. 0: the descriptor limit (`RLIMIT_NOFILE`) minus a reserve.
+    pub max_connections: usize,
+    /// Clock skew allowed when checking a token's `exp`, `nbf` and `iat`, in seconds; a
+    /// connection is closed (4001) once its token's `exp` plus this has passed.
+    pub jwt_leeway_secs: u64,
+    /// An offline user's record (and notifications) is forgotten this long after their last
+    /// connection closed (or, never connected, their first notification), in seconds.
+    pub user_ttl_secs: u64,
+    /// Subprotocols the server speaks, comma-separated; the 101 answers with the first a
+    /// client offers that is in this list (none offered, or none known: no header).
+    pub subprotocols: String,
 }
 
 impl Default for Config {
@@ -106,6 +119,10 @@ impl Default for Config {
             max_frames_per_sec: FRAMES_PER_SEC_DEFAULT,
             message_timeout_ms: INCOMPLETE_MESSAGE_TIMEOUT_DEFAULT.as_millis() as u64,
             incomplete_bytes_per_shard: INCOMPLETE_BYTES_PER_SHARD_DEFAULT,
+            max_connections: 0,
+            jwt_leeway_secs: JWT_LEEWAY_DEFAULT.as_secs(),
+            user_ttl_secs: USER_TTL_DEFAULT.as_secs(),
+            subprotocols: SUBPROTOCOLS_DEFAULT.into(),
         }
     }
 }
@@ -149,6 +166,32 @@ impl Config {
             user: parse(&self.user_request_rate),
             address: parse(&self.ip_request_rate),
         }
+    }
+
+    /// WebSocket connections allowed at once: `max-connections`, or by default the soft
+    /// `RLIMIT_NOFILE` minus [`FDS_RESERVED`] and [`FDS_RESERVED_PER_SHARD`] per shard (at
+    /// least 1), so the server refuses connections before it runs out of descriptors.
+    pub fn connection_limit(&self) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        let reserve = FDS_RESERVED + FDS_RESERVED_PER_SHARD * self.shard_count();
+        match crate::runtime::descriptor_limit() {
+            Some(limit) => usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(reserve)
+                .max(1),
+            None => CONNECTIONS_DEFAULT_MAX,
+        }
+    }
+
+    /// The subprotocols of `subprotocols`, in order.
+    pub fn subprotocol_list(&self) -> Vec<&str> {
+        self.subprotocols
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
     }
 
     pub fn away_after(&self) -> Duration {
@@ -240,6 +283,21 @@ impl Config {
                 ),
             );
         }
+        if let Some(bad) = self
+            .subprotocol_list()
+            .into_iter()
+            .find(|p| !valid_protocol_name(p))
+        {
+            let reason = format!("`{bad}` is not a valid subprotocol name (an HTTP token)");
+            return setting("subprotocols", reason);
+        }
+        if self.user_ttl_secs == 0 {
+            return setting("user-ttl-secs", "must be positive".into());
+        }
+        if self.jwt_leeway_secs > JWT_LEEWAY_MAX.as_secs() {
+            let max = JWT_LEEWAY_MAX.as_secs();
+            return setting("jwt-leeway-secs", format!("must be at most {max}"));
+        }
         Ok(())
     }
 }
@@ -263,6 +321,14 @@ mod tests {
         assert_eq!(c.shards, 2);
         assert_eq!(c.batch_window_ms, 0);
         assert!(toml::from_str::<Config>("nope = 1").is_err());
+        let c: Config = toml::from_str(
+            "max-connections = 5\njwt-leeway-secs = 0\nuser-ttl-secs = 60\nsubprotocols = \"a,b\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.connection_limit(), 5);
+        assert_eq!((c.jwt_leeway_secs, c.user_ttl_secs), (0, 60));
+        assert_eq!(c.subprotocol_list(), ["a", "b"]);
     }
 
     #[test]
@@ -292,6 +358,42 @@ mod tests {
             ..Config::default()
         };
         assert!(short_secret.validate().is_err());
+    }
+
+    #[test]
+    fn the_connection_limit_stays_below_the_descriptor_limit() {
+        let c = Config {
+            shards: 2,
+            ..Config::default()
+        };
+        let limit = c.connection_limit();
+        if let Some(fds) = crate::runtime::descriptor_limit() {
+            let reserve = FDS_RESERVED + 2 * FDS_RESERVED_PER_SHARD;
+            assert!(limit as u64 + reserve as u64 <= fds.max(reserve as u64 + 1));
+        }
+        assert!(limit >= 1);
+        let set = Config {
+            max_connections: 5,
+            ..Config::default()
+        };
+        assert_eq!(set.connection_limit(), 5);
+    }
+
+    #[test]
+    fn subprotocols_are_a_list_of_tokens() {
+        let c = Config::default();
+        assert_eq!(c.subprotocol_list(), ["corecast.v1", "json", "v1"]);
+        let none = Config {
+            subprotocols: String::new(),
+            ..Config::default()
+        };
+        none.validate().unwrap();
+        assert!(none.subprotocol_list().is_empty());
+        let bad = Config {
+            subprotocols: "v1, a b".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

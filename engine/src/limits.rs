@@ -243,6 +243,11 @@ pub const USERS_PER_SHARD_MAX: usize = 1_000_000;
 /// Notifications kept per user; the oldest go first.
 pub const NOTIFICATIONS_PER_USER_MAX: usize = 200;
 
+/// Notifications kept per user from any one sender (direct messages, mentions); a newer one
+/// replaces that sender's oldest, so one sender's flood cannot push out the others' (200
+/// DMs evicted an offline user's real notifications). The backend's are not limited.
+pub const NOTIFICATIONS_PER_SENDER_MAX: usize = 20;
+
 /// Ids one `notification:read` may carry.
 pub const NOTIFICATION_IDS_MAX: usize = 1000;
 
@@ -258,3 +263,53 @@ pub const API_BODY_BYTES_MAX: usize = 64 * 1024;
 /// `room:list` requests in flight per shard, each waiting for every shard's part; a request
 /// beyond it is answered with the `busy` error.
 pub const ROOM_LIST_GATHERS_MAX: usize = 10_000;
+
+/// Descriptors kept out of `--max-connections`' default for the process as a whole: stdio,
+/// the log, the config file, and sockets still in their handshake or answering `/healthz`
+/// and the API (those are not counted as connections).
+pub const FDS_RESERVED: usize = 64;
+
+/// Descriptors kept out of `--max-connections`' default per shard: its listening socket,
+/// epoll set, io_uring rings and their eventfds, the spare descriptor, and the duplicate
+/// each upgrade holds for a moment.
+pub const FDS_RESERVED_PER_SHARD: usize = 16;
+
+/// `--max-connections` when the descriptor limit cannot be read (unlimited).
+pub const CONNECTIONS_DEFAULT_MAX: usize = 1_000_000;
+
+/// `Retry-After` of a 503 for a connection refused at the connection or descriptor limit:
+/// long enough that a reconnecting fleet does not hammer a full server, short enough that a
+/// client gets in soon after others leave.
+pub const REFUSED_RETRY_AFTER_SECS: u64 = 2;
+
+/// How long a connection accepted with the spare descriptor may take to send its request
+/// head (to tell `/healthz` from the rest, which get 503). The shard accepts nothing else
+/// meanwhile, so this is short; a browser's request follows the connect within a round trip.
+pub const SPARE_REQUEST_WAIT: Duration = Duration::from_millis(100);
+
+/// Pending connections refused in one go while the spare descriptor is released; then the
+/// spare is taken back before the next accept.
+pub const SPARE_REFUSALS_MAX: usize = 64;
+
+/// Least time between two "accept failed" warnings of a shard; the ones in between are
+/// counted and the count is logged with the next warning.
+pub const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default clock skew allowed for a token's `exp`, `nbf` and `iat` (`--jwt-leeway-secs`):
+/// enough for hosts kept in sync by NTP, short enough that an expired token dies quickly.
+pub const JWT_LEEWAY_DEFAULT: Duration = Duration::from_secs(5);
+
+/// Upper bound on `--jwt-leeway-secs`: a larger skew is a broken clock, not a leeway.
+pub const JWT_LEEWAY_MAX: Duration = Duration::from_secs(300);
+
+/// Default time an offline user's record (with their notifications) is kept after their last
+/// connection closed (`--user-ttl-secs`): a day, so notifications wait overnight.
+pub const USER_TTL_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Offline users one housekeeping tick forgets at most, so a mass expiry (a day after a
+/// burst of connections) is spread over ticks instead of stalling the shard.
+pub const USERS_EXPIRED_PER_TICK_MAX: usize = 10_000;
+
+/// Default `--subprotocols`: corecast's own name, and the names seed clients offer (seed
+/// 002's browser client asks for `v1`, `v2`); all speak the same JSON protocol.
+pub const SUBPROTOCOLS_DEFAULT: &str = "corecast.v1,json,v1";

@@ -128,6 +128,22 @@ struct Cli {
     /// it past this is closed with 1013 [default: 67108864].
     #[arg(long, env = "CORECAST_INCOMPLETE_BYTES_PER_SHARD")]
     incomplete_bytes_per_shard: Option<usize>,
+    /// WebSocket connections held at once over all shards; more get 503 before the upgrade;
+    /// 0 = the descriptor limit (RLIMIT_NOFILE) minus a reserve [default: 0].
+    #[arg(long, env = "CORECAST_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Clock skew allowed for a token's exp, nbf and iat, in seconds; a connection closes
+    /// with 4001 once its token's exp plus this has passed [default: 5].
+    #[arg(long, env = "CORECAST_JWT_LEEWAY_SECS")]
+    jwt_leeway_secs: Option<u64>,
+    /// An offline user's record and notifications are forgotten this long after their last
+    /// connection closed, in seconds [default: 86400].
+    #[arg(long, env = "CORECAST_USER_TTL_SECS")]
+    user_ttl_secs: Option<u64>,
+    /// Subprotocols spoken, comma-separated; the 101 answers with the first a client offers
+    /// that is listed [default: corecast.v1,json,v1].
+    #[arg(long, env = "CORECAST_SUBPROTOCOLS")]
+    subprotocols: Option<String>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "CORECAST_LOG", default_value = "info")]
     log: String,
@@ -171,7 +187,10 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         history_bytes_per_room,
         history_bytes_per_shard,
         message_timeout_ms,
-        incomplete_bytes_per_shard
+        incomplete_bytes_per_shard,
+        max_connections,
+        jwt_leeway_secs,
+        user_ttl_secs
     );
     macro_rules! set_string {
         ($($f:ident),*) => { $(if let Some(v) = &cli.$f { config.$f = v.clone(); })* };
@@ -179,6 +198,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     set_string!(rate_limit, request_rate, user_request_rate, ip_request_rate);
     if let Some(v) = &cli.auth_secret {
         config.auth_secret = Some(v.clone());
+    }
+    if let Some(v) = &cli.subprotocols {
+        config.subprotocols = v.clone();
     }
     if let Some(v) = &cli.api_key {
         config.api_key = Some(v.clone());

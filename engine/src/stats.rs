@@ -76,6 +76,9 @@ counters! {
     users_evicted,
     /// Old notifications dropped because a user had the most kept.
     notifications_dropped,
+    /// A sender's oldest notification to a user replaced by their newest, at the per-sender
+    /// quota (20).
+    notifications_replaced,
     /// `POST /api/*` requests accepted.
     api_requests,
     /// Bytes of history the shard's rooms keep now (within `--history-bytes-per-shard`).
@@ -96,6 +99,14 @@ counters! {
     incomplete_budget_closes,
     /// Slow consumers whose socket was reset (their close frame could not be delivered).
     slow_consumer_resets,
+    /// Connections answered 503: over `--max-connections`, or out of descriptors.
+    connections_refused,
+    /// Accepts that failed (out of descriptors, mostly); the log warns once a second.
+    accept_failures,
+    /// Connections closed (4001) because their token expired.
+    tokens_expired,
+    /// Offline users forgotten after `--user-ttl-secs`.
+    users_expired,
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub const INTERNAL: u16 = 1011;
 /// The server is over a limit of its own for now (RFC 6455 7.4.1 registry: 1013 Try Again
 /// Later); the client may reconnect after a while.
 pub const TRY_AGAIN_LATER: u16 = 1013;
+/// 4001 (application range): the token the connection authenticated with expired.
+pub const TOKEN_EXPIRED: u16 = 4001;
 
 /// Whether a peer may send `code` in a close frame (RFC 6455 7.4.1 and 7.4.2; the IANA
 /// registry adds 1012-1014). 1004-1006 and 1015 are reserved and never sent on the wire.

@@ -6,7 +6,7 @@
 //! everything else maps to one HTTP status with a reason.
 
 use super::message::valid_room_name;
-use crate::limits::{API_BODY_BYTES_MAX, HANDSHAKE_REQUEST_BYTES_MAX};
+use crate::limits::{API_BODY_BYTES_MAX, HANDSHAKE_REQUEST_BYTES_MAX, REFUSED_RETRY_AFTER_SECS};
 
 /// Headers parsed from one request; more is a 431.
 const REQUEST_HEADERS_MAX: usize = 64;
@@ -15,11 +15,13 @@ const REQUEST_HEADERS_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// Upgrade to a WebSocket; `room` is the home room named in the path or query, `token`
-    /// the JWT from `?token=` or `Authorization: Bearer`.
+    /// the JWT from `?token=` or `Authorization: Bearer`, `protocols` the subprotocols the
+    /// client offers (`Sec-WebSocket-Protocol`), in its order of preference.
     WebSocket {
         key: String,
         room: Option<String>,
         token: Option<String>,
+        protocols: Vec<String>,
     },
     /// `GET /healthz`.
     Health,
@@ -70,6 +72,10 @@ pub enum HandshakeError {
     LengthRequired,
     #[error("request body exceeds {max} bytes")]
     BodyTooLarge { max: usize },
+    #[error("the server holds its most connections ({max}); retry later")]
+    TooManyConnections { max: usize },
+    #[error("the server is out of file descriptors; retry later")]
+    NoDescriptors,
 }
 
 impl HandshakeError {
@@ -81,6 +87,9 @@ impl HandshakeError {
             HandshakeError::BadVersion { .. } => (426, "Upgrade Required"),
             HandshakeError::LengthRequired => (411, "Length Required"),
             HandshakeError::BodyTooLarge { .. } => (413, "Content Too Large"),
+            HandshakeError::TooManyConnections { .. } | HandshakeError::NoDescriptors => {
+                (503, "Service Unavailable")
+            }
             _ => (400, "Bad Request"),
         }
     }
@@ -89,13 +98,14 @@ impl HandshakeError {
     pub fn response(&self) -> Vec<u8> {
         let (code, reason) = self.status();
         let extra = match self {
-            HandshakeError::BadVersion { .. } => "Sec-WebSocket-Version: 13\r\n",
-            _ => "",
+            HandshakeError::BadVersion { .. } => "Sec-WebSocket-Version: 13\r\n".to_string(),
+            _ if code == 503 => format!("Retry-After: {REFUSED_RETRY_AFTER_SECS}\r\n"),
+            _ => String::new(),
         };
         http_response(
             code,
             reason,
-            extra,
+            &extra,
             "text/plain",
             self.to_string().as_bytes(),
         )
@@ -140,9 +150,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    let bearer = header("authorization")
-        .and_then(|v| v.trim().strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+    let bearer = header("authorization").and_then(bearer_token);
     let endpoint = match path {
         "/api/notify" => Some(ApiEndpoint::Notify),
         "/api/publish" => Some(ApiEndpoint::Publish),
@@ -209,14 +217,51 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
         .map(str::to_string)
         .or(bearer);
+    let protocols = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
     Ok(Some(Request {
         route: Route::WebSocket {
             key: key.to_string(),
             room,
             token,
+            protocols,
         },
         head_len,
     }))
+}
+
+/// The subprotocol to answer with: the first the client offers that the server `supports`
+/// (RFC 6455 4.2.2: one of the client's). None: the 101 carries no `Sec-WebSocket-Protocol`
+/// (RFC 6455 allows it; a client that insists on a subprotocol then fails the handshake).
+pub fn choose_protocol<'a>(offered: &'a [String], supports: &[&str]) -> Option<&'a str> {
+    offered
+        .iter()
+        .map(String::as_str)
+        .find(|p| supports.contains(p))
+}
+
+/// Whether `name` is a valid subprotocol name: an HTTP token (RFC 6455 4.1, RFC 7230 3.2.6).
+pub fn valid_protocol_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The credentials of an `Authorization: Bearer {token}` header. The scheme is
+/// case-insensitive (RFC 9110 11.1), so `bearer` and `BEARER` work too; other schemes: None.
+fn bearer_token(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
 
 /// The home room: `/ws/room/{room}` or `?room={room}`.
@@ -240,12 +285,15 @@ fn valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
-/// The 101 response that completes the upgrade.
-pub fn accept_response(key: &str) -> Vec<u8> {
+/// The 101 response that completes the upgrade, with the chosen subprotocol if any.
+pub fn accept_response(key: &str, protocol: Option<&str>) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let protocol = protocol.map_or(String::new(), |p| {
+        format!("Sec-WebSocket-Protocol: {p}\r\n")
+    });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
     )
     .into_bytes()
 }
@@ -291,12 +339,44 @@ mod tests {
             Route::WebSocket {
                 key: KEY.into(),
                 room: None,
-                token: None
+                token: None,
+                protocols: Vec::new(),
             }
         );
-        let resp = String::from_utf8(accept_response(KEY)).unwrap();
+        let resp = String::from_utf8(accept_response(KEY, None)).unwrap();
         // The example from RFC 6455 section 1.3.
         assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(!resp.contains("Sec-WebSocket-Protocol"));
+        assert!(resp.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn subprotocols_offered_and_chosen() {
+        let r = req(
+            "/ws",
+            "Sec-WebSocket-Protocol: v2, corecast.v1\r\nSec-WebSocket-Protocol: json\r\n",
+        );
+        let p = parse_request(r.as_bytes()).unwrap().unwrap();
+        let Route::WebSocket { protocols, .. } = p.route else {
+            panic!("{:?}", p.route)
+        };
+        assert_eq!(protocols, ["v2", "corecast.v1", "json"]);
+        let supports = ["corecast.v1", "json", "v1"];
+        // The client's first choice that the server speaks.
+        assert_eq!(choose_protocol(&protocols, &supports), Some("corecast.v1"));
+        let offered = ["v1".to_string(), "v2".to_string()];
+        assert_eq!(choose_protocol(&offered, &supports), Some("v1"));
+        assert_eq!(choose_protocol(&["mqtt".to_string()], &supports), None);
+        assert_eq!(choose_protocol(&[], &supports), None);
+        let resp = String::from_utf8(accept_response(KEY, Some("v1"))).unwrap();
+        assert!(
+            resp.contains("\r\nSec-WebSocket-Protocol: v1\r\n\r\n"),
+            "{resp}"
+        );
+        assert!(valid_protocol_name("corecast.v1"));
+        assert!(
+            !valid_protocol_name("a b") && !valid_protocol_name("") && !valid_protocol_name("a,b")
+        );
     }
 
     #[test]
@@ -377,6 +457,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(p.route, Route::WebSocket { token: Some(t), .. } if t == "xyz"));
+        for header in ["bearer xyz", "BEARER   xyz ", "BeArEr xyz"] {
+            let r = req("/ws", &format!("Authorization: {header}\r\n"));
+            let p = parse_request(r.as_bytes()).unwrap().unwrap();
+            assert!(
+                matches!(&p.route, Route::WebSocket { token: Some(t), .. } if t == "xyz"),
+                "{header}: {:?}",
+                p.route
+            );
+        }
+        for header in ["Basic eHl6", "Bearer", "Bearerxyz"] {
+            let r = req("/ws", &format!("Authorization: {header}\r\n"));
+            let p = parse_request(r.as_bytes()).unwrap().unwrap();
+            assert!(
+                matches!(&p.route, Route::WebSocket { token: None, .. }),
+                "{header}"
+            );
+        }
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub enum AppError {
     TooManyRooms { max: usize },
     #[error("usernames are 1 to {max} bytes of letters, digits, '-', '_', '.'")]
     InvalidUsername { max: usize },
+    #[error("the username `{name}` is reserved")]
+    ReservedUsername { name: String },
     #[error("log in first (auth:login or a token)")]
     AuthRequired,
     #[error("this connection is already logged in")]
@@ -146,6 +148,7 @@ impl AppError {
             AppError::AlreadyInRoom { .. } => "already_in_room",
             AppError::TooManyRooms { .. } => "too_many_rooms",
             AppError::InvalidUsername { .. } => "invalid_username",
+            AppError::ReservedUsername { .. } => "reserved_username",
             AppError::AuthRequired => "auth_required",
             AppError::AlreadyAuthenticated => "already_authenticated",
             AppError::LoginDisabled => "login_disabled",

@@ -10,7 +10,10 @@ mod poller;
 
 pub use executor::{spawn_shard, ShardThread};
 pub use inbox::Inbox;
-pub use net::{bind_listeners, peer_ip, send_now, Listener, Stream};
+pub use net::{
+    bind_listeners, descriptor_limit, is_out_of_descriptors, peer_ip, send_now, Listener, SpareFd,
+    Stream,
+};
 pub use placement::{connection_id, owner_shard, shard_of};
 pub use poller::{
     close_fd, recv_now, reset_fd, unsent_bytes, Poller, Readiness, Ready, EVENTS_PER_WAIT_MAX,

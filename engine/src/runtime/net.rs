@@ -56,19 +56,109 @@ fn listening_socket(addr: SocketAddr) -> io::Result<Socket> {
 }
 
 /// A shard's listening socket.
-pub struct Listener(glommio::net::TcpListener);
+pub struct Listener {
+    inner: glommio::net::TcpListener,
+    fd: RawFd,
+}
 
 impl Listener {
     /// Adopts a socket from [`bind_listeners`]; call on the shard's own thread.
     pub fn from_fd(fd: RawFd) -> Self {
         // SAFETY: the fd comes from bind_listeners and is owned by nobody else.
-        Listener(unsafe { glommio::net::TcpListener::from_raw_fd(fd) })
+        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+        Listener { inner, fd }
     }
 
     pub async fn accept(&self) -> io::Result<Stream> {
-        let s = self.0.accept().await.map_err(io::Error::from)?;
+        let s = self.inner.accept().await.map_err(io::Error::from)?;
         s.set_nodelay(true).map_err(io::Error::from)?;
         Ok(Stream(s))
+    }
+
+    /// Accepts one pending connection without waiting (`WouldBlock` when there is none), as
+    /// a plain non-blocking descriptor: the refusal path uses it with the spare descriptor.
+    pub fn accept_now(&self) -> io::Result<RawFd> {
+        // SAFETY: accept4 on our listening socket; null address pointers are allowed.
+        let fd = unsafe {
+            libc::accept4(
+                self.fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(fd)
+        }
+    }
+}
+
+/// Whether `e` says the process (EMFILE) or the system (ENFILE) has no descriptor left.
+pub fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// The process's soft limit on open descriptors (`RLIMIT_NOFILE`); None when unlimited or
+/// unreadable.
+pub fn descriptor_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// One descriptor (`/dev/null`) kept in reserve. Out of descriptors, a shard releases it to
+/// accept a pending connection and refuse it, then takes it back: accept-and-refuse works
+/// even when every other descriptor is taken. Descriptors are per process, so another
+/// shard may take the freed one first; then [`SpareFd::restore`] fails and is retried later.
+#[derive(Debug)]
+pub struct SpareFd(Option<RawFd>);
+
+impl SpareFd {
+    /// Opens the spare (held unless the process is already out of descriptors).
+    pub fn open() -> Self {
+        let mut spare = SpareFd(None);
+        spare.restore();
+        spare
+    }
+
+    pub fn held(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Closes the spare so its descriptor is free; false when none was held.
+    pub fn release(&mut self) -> bool {
+        match self.0.take() {
+            Some(fd) => {
+                // SAFETY: our own descriptor, closed once.
+                unsafe { libc::close(fd) };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Opens the spare again if it is not held; true when it is held afterwards.
+    pub fn restore(&mut self) -> bool {
+        if self.0.is_none() {
+            // SAFETY: a NUL-terminated path.
+            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                self.0 = Some(fd);
+            }
+        }
+        self.0.is_some()
+    }
+}
+
+impl Drop for SpareFd {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -78,19 +168,19 @@ pub struct Stream(glommio::net::TcpStream);
 impl Stream {
     /// Rebuilds a stream from a descriptor sent by another shard; call on the target's thread.
     pub fn from_fd(fd: RawFd) -> Self {
-        // SAFETY: the fd was handed over by into_fd and is owned by nobody else.
+        // SAFETY: the fd was handed over by dup_fd and is owned by nobody else.
         Stream(unsafe { glommio::net::TcpStream::from_raw_fd(fd) })
     }
 
-    /// Gives the descriptor up (to move the connection to another shard).
-    pub fn into_fd(self) -> io::Result<RawFd> {
+    /// A duplicate of the descriptor, to give the connection up (to another shard, or to
+    /// the I/O loop) once the stream is dropped; the stream stays usable until then.
+    pub fn dup_fd(&self) -> io::Result<RawFd> {
         // glommio's stream closes its fd on drop and has no into_raw_fd: keep a duplicate.
         // SAFETY: dup of a valid, open descriptor.
-        let fd = unsafe { libc::dup(self.0.as_raw_fd()) };
+        let fd = unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        drop(self);
         Ok(fd)
     }
 

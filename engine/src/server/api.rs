@@ -118,6 +118,7 @@ fn act(sh: &mut Shard, endpoint: ApiEndpoint, body: &[u8]) -> Answer {
             };
             let msg = ShardMsg::Notify {
                 user_id: user_id.into(),
+                from: None,
                 kind: "system",
                 title: title.into(),
                 body: body.into(),

@@ -87,6 +87,9 @@ pub struct Conn {
     pub user: Option<Arc<User>>,
     /// `user` is a real user (token or `auth:login`), not a guest.
     pub authenticated: bool,
+    /// The `exp` of the token the user came with (Unix seconds): housekeeping closes the
+    /// connection with 4001 once it (plus `--jwt-leeway-secs`) has passed.
+    pub token_exp: Option<u64>,
     /// Rate limit on messages sent (None: no limit).
     pub bucket: Option<TokenBucket>,
     /// Last client message (not pings): idle devices make their user `away`.
@@ -146,6 +149,7 @@ impl Conn {
             read_paused: false,
             user: None,
             authenticated: false,
+            token_exp: None,
             bucket: None,
             last_active: now,
             idle_reported: false,

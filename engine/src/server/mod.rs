@@ -3,6 +3,7 @@
 //! Invariant: `Server::start` returns only when every shard listens, and
 //! `ServerHandle::shutdown` returns only when every shard has ended (or reports which did not).
 
+mod admission;
 mod api;
 mod budget;
 mod connection;
@@ -60,6 +61,18 @@ impl Server {
         );
         let stats: Arc<Vec<Arc<ShardStats>>> =
             Arc::new((0..shards).map(|_| Arc::default()).collect());
+        let max_connections = config.connection_limit();
+        if let Some(fds) = crate::runtime::descriptor_limit() {
+            if max_connections as u64 >= fds {
+                tracing::warn!(
+                    max_connections,
+                    fds,
+                    "max-connections is not below the descriptor limit (RLIMIT_NOFILE): \
+                     connections past it are refused with the spare descriptor"
+                );
+            }
+        }
+        let admission = Arc::new(admission::Admission::new(max_connections));
         let config = Arc::new(config);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stopped_tx, stopped) = mpsc::channel();
@@ -72,6 +85,7 @@ impl Server {
                 listener_fd: fd,
                 peers: peers.clone(),
                 stats: stats.clone(),
+                admission: admission.clone(),
                 ready: ready_tx.clone(),
                 stopped: stopped_tx.clone(),
             };
@@ -90,7 +104,7 @@ impl Server {
         } else {
             "unpinned".to_string()
         };
-        tracing::info!(%addr, shards, %cores, "corecast listening");
+        tracing::info!(%addr, shards, %cores, max_connections, "corecast listening");
         Ok(ServerHandle {
             addr,
             peers,

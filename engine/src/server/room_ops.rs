@@ -24,7 +24,7 @@ use crate::limits::{
 use crate::protocol::event;
 use crate::protocol::message::AppError;
 use crate::rooms::{Batcher, Deadline, History, Ownership, Room, RoomInfo};
-use crate::users::{preview, Status, User};
+use crate::users::{preview, secrets_equal, Status, User};
 
 /// The users present in a room with their status, as JSON objects (at most
 /// [`ROOM_USERS_LISTED_MAX`]), and how many were left out.
@@ -454,7 +454,7 @@ impl Shard {
         let me = self.id;
         let o = self.ownership(rk);
         if let Some(expected) = &o.info.password {
-            if password != Some(&**expected) {
+            if !password.is_some_and(|p| secrets_equal(p.as_bytes(), expected.as_bytes())) {
                 return Err(AppError::WrongPassword { room: room.into() });
             }
         }
@@ -547,7 +547,8 @@ impl Shard {
         if self.ownership(rk).typing.stop(&from.id) {
             self.typing_changed(rk);
         }
-        if memchr::memchr(b'@', content).is_some() {
+        // Only users' mentions notify: a guest could otherwise notify anyone for free.
+        if !from.is_guest() && memchr::memchr(b'@', content).is_some() {
             self.mentions(rk, from, content);
         }
     }
@@ -710,6 +711,7 @@ impl Shard {
         for user_id in targets {
             self.route_user(ShardMsg::Notify {
                 user_id,
+                from: Some(from.id.clone()),
                 kind: "mention",
                 title: title.clone(),
                 body: body.clone(),

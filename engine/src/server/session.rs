@@ -17,20 +17,20 @@ use std::time::Instant;
 
 use super::api;
 use super::http;
-use super::shard::Shard;
-use super::shard_msg::ShardMsg;
+use super::shard::{unix_ms, Shard};
+use super::shard_msg::{ShardMsg, Upgrade};
 use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
 use crate::protocol::close;
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
 use crate::protocol::handshake::{
-    accept_response, http_response, parse_request, HandshakeError, Route,
+    accept_response, choose_protocol, http_response, parse_request, HandshakeError, Route,
 };
 use crate::protocol::Incoming;
 use crate::runtime::{
     self, close_fd, owner_shard, peer_ip, recv_now, reset_fd, sleep, unsent_bytes, Stream,
     EVENTS_PER_WAIT_MAX,
 };
-use crate::users::{verify_token, TokenBucket, User, Verdict};
+use crate::users::{verify_token, TokenBucket, User, Verdict, Verified};
 
 use super::connection::{Phase, Reader};
 
@@ -126,60 +126,107 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
         } => {
             api::serve(shard, stream, endpoint, api_key, content_length, leftover).await;
         }
-        Route::WebSocket { key, room, token } => {
-            let auth = authenticate(&shard.borrow(), token.as_deref());
-            let user = match auth {
-                Ok(user) => user,
-                Err(reason) => {
-                    shard
-                        .borrow()
-                        .stats
-                        .handshake_failures
-                        .fetch_add(1, RELAXED);
-                    let response = http_response(
-                        401,
-                        "Unauthorized",
-                        "WWW-Authenticate: Bearer\r\n",
-                        "text/plain",
-                        reason.as_bytes(),
-                    );
-                    let _ = stream.write_all(&response).await;
-                    stream.shutdown_write();
-                    return;
-                }
+        Route::WebSocket {
+            key,
+            room,
+            token,
+            protocols,
+        } => {
+            let Some((user, token_exp)) = check_token(&shard, &mut stream, token).await else {
+                return;
+            };
+            let admitted = shard.borrow().admission.try_admit();
+            if let Err(full) = admitted {
+                let err = HandshakeError::TooManyConnections { max: full.max };
+                return refuse(&shard, stream, &err).await;
+            }
+            let protocol = {
+                let sh = shard.borrow();
+                choose_protocol(&protocols, &sh.config.subprotocol_list()).map(str::to_string)
+            };
+            let up = Upgrade {
+                key,
+                protocol,
+                leftover,
+                user,
+                token_exp,
             };
             let target = room.as_deref().map_or(me, |r| owner_shard(r, shards));
             if target == me {
                 // A task of its own: the handshake's state is freed, not carried for the
                 // connection's lifetime.
-                return runtime::spawn_detached(upgrade(shard, stream, key, leftover, user));
+                return runtime::spawn_detached(upgrade(shard, stream, up));
             }
-            let fd = match stream.into_fd() {
-                Ok(fd) => fd,
-                Err(e) => {
-                    tracing::warn!(%e, "cannot hand a connection over");
-                    return;
-                }
-            };
-            let mut sh = shard.borrow_mut();
-            sh.stats.handoffs.fetch_add(1, RELAXED);
-            sh.send_to(
-                target,
-                ShardMsg::Adopt {
-                    fd,
-                    key,
-                    leftover,
-                    user,
-                },
-            );
+            hand_off(shard, stream, target, up).await;
         }
     }
 }
 
-/// The user a connection speaks for, from its token; Err is the 401's reason.
-fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, String> {
+/// The user of the upgrade's token (and its `exp`); None once a 401 was sent.
+async fn check_token(
+    shard: &ShardRef,
+    stream: &mut Stream,
+    token: Option<String>,
+) -> Option<(Option<Arc<User>>, Option<u64>)> {
+    let auth = authenticate(&shard.borrow(), token.as_deref(), unix_ms() / 1000);
+    match auth {
+        Ok(Some(v)) => Some((Some(v.user), Some(v.exp))),
+        Ok(None) => Some((None, None)),
+        Err(reason) => {
+            shard
+                .borrow()
+                .stats
+                .handshake_failures
+                .fetch_add(1, RELAXED);
+            let response = http_response(
+                401,
+                "Unauthorized",
+                "WWW-Authenticate: Bearer\r\n",
+                "text/plain",
+                reason.as_bytes(),
+            );
+            let _ = stream.write_all(&response).await;
+            stream.shutdown_write();
+            None
+        }
+    }
+}
+
+/// Moves an admitted connection to shard `target` (its home room's), which sends the 101.
+async fn hand_off(shard: ShardRef, stream: Stream, target: usize, up: Upgrade) {
+    let fd = match stream.dup_fd() {
+        Ok(fd) => {
+            drop(stream);
+            fd
+        }
+        Err(e) => {
+            tracing::debug!(%e, "cannot hand a connection over");
+            shard.borrow().admission.release();
+            return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
+        }
+    };
+    let mut sh = shard.borrow_mut();
+    sh.stats.handoffs.fetch_add(1, RELAXED);
+    sh.send_to(target, ShardMsg::Adopt { fd, upgrade: up });
+}
+
+/// Answers a connection the server has no room for with 503 (counted) and closes it.
+async fn refuse(shard: &ShardRef, mut stream: Stream, err: &HandshakeError) {
+    shard
+        .borrow()
+        .stats
+        .connections_refused
+        .fetch_add(1, RELAXED);
+    let _ = stream.write_all(&err.response()).await;
+    stream.shutdown_write();
+}
+
+/// The user a connection speaks for, from its token checked at `now` (Unix seconds); Err is
+/// the 401's reason.
+fn authenticate(sh: &Shard, token: Option<&str>, now: u64) -> Result<Option<Verified>, String> {
+    let leeway = sh.config.jwt_leeway_secs;
     match (&sh.config.auth_secret, token) {
-        (Some(secret), Some(token)) => verify_token(token, secret.as_bytes())
+        (Some(secret), Some(token)) => verify_token(token, secret.as_bytes(), leeway, now)
             .map(Some)
             .map_err(|e| e.to_string()),
         (Some(_), None) if !sh.config.allow_anonymous => Err("a token is required".into()),
@@ -188,37 +235,45 @@ fn authenticate(sh: &Shard, token: Option<&str>) -> Result<Option<Arc<User>>, St
     }
 }
 
-/// Completes the upgrade on this shard and hands the socket to the shard's I/O loop.
-pub async fn upgrade(
-    shard: ShardRef,
-    mut stream: Stream,
-    key: String,
-    leftover: Vec<u8>,
-    user: Option<Arc<User>>,
-) {
-    if stream.write_all(&accept_response(&key)).await.is_err() {
-        return;
-    }
-    drop(key);
-    let fd = match stream.into_fd() {
+/// Completes the upgrade on this shard and hands the socket to the shard's I/O loop. The
+/// connection holds an admission slot, given back here if the upgrade fails.
+pub async fn upgrade(shard: ShardRef, mut stream: Stream, up: Upgrade) {
+    // The descriptor the I/O loop will own, taken before the 101: out of descriptors, the
+    // client still gets an answer (503) rather than a 101 and a dropped connection.
+    let fd = match stream.dup_fd() {
         Ok(fd) => fd,
         Err(e) => {
-            tracing::warn!(%e, "cannot take over an upgraded socket");
-            return;
+            tracing::debug!(%e, "cannot take over a socket");
+            shard.borrow().admission.release();
+            return refuse(&shard, stream, &HandshakeError::NoDescriptors).await;
         }
     };
-    shard.borrow_mut().register(fd, user, leftover);
+    let response = accept_response(&up.key, up.protocol.as_deref());
+    if stream.write_all(&response).await.is_err() {
+        close_fd(fd);
+        shard.borrow().admission.release();
+        return;
+    }
+    drop(stream);
+    shard.borrow_mut().register(fd, up);
 }
 
 impl Shard {
     /// Adopts an upgraded socket: a connection, watched by the epoll set. `leftover`: frames
     /// the client sent right behind its request.
-    pub fn register(&mut self, fd: RawFd, user: Option<Arc<User>>, mut leftover: Vec<u8>) {
+    pub fn register(&mut self, fd: RawFd, up: Upgrade) {
+        let Upgrade {
+            user,
+            token_exp,
+            mut leftover,
+            ..
+        } = up;
         let key = self.add_conn(fd, user);
         if let Some(ip) = peer_ip(fd) {
             self.conns[key].ip = Some(ip);
             self.address_joined(ip, Instant::now());
         }
+        self.conns[key].token_exp = token_exp;
         let token = self.conns[key].token(key);
         if let Err(e) = self.poller.add(fd, token) {
             tracing::warn!(%e, "cannot watch a socket");

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use simd_json::prelude::*;
 use slab::Slab;
 
+use super::admission::Admission;
 use super::budget::{self, Addresses, Budgets};
 use super::connection::{Conn, Phase};
 use super::fanout_chunks::FanoutChunks;
@@ -38,7 +39,7 @@ use crate::protocol::message::{interpret, parse_json, AppError, ClientMessage};
 use crate::rooms::RoomTable;
 use crate::runtime::{owner_shard, send_now, Inbox, Poller, Ready, EVENTS_PER_WAIT_MAX};
 use crate::stats::ShardStats;
-use crate::users::{Directory, RateLimit, Status, TokenBucket, User, Verdict};
+use crate::users::{Directory, RateLimit, Status, TokenBucket, User, Verdict, SYSTEM_USER_ID};
 
 /// A user with connections on this shard.
 #[derive(Debug)]
@@ -133,6 +134,9 @@ pub struct Shard {
     pub done: Vec<(usize, u64)>,
     /// Wakes the I/O loop when `done` or `read_again` gets work.
     pub io_waker: Option<Waker>,
+    /// The server-wide count of connections (`--max-connections`); each connection here
+    /// holds one slot until it is forgotten.
+    pub admission: Arc<Admission>,
 }
 
 impl Shard {
@@ -141,6 +145,7 @@ impl Shard {
         config: Arc<Config>,
         peers: Arc<Vec<Inbox<ShardMsg>>>,
         all_stats: Arc<Vec<Arc<ShardStats>>>,
+        admission: Arc<Admission>,
     ) -> Self {
         let shards = peers.len();
         Self {
@@ -174,7 +179,7 @@ impl Shard {
             gathers: Slab::new(),
             typing_rooms: HashSet::new(),
             next_direct_seq: 1,
-            system_user: User::new("system", "system"),
+            system_user: User::new(SYSTEM_USER_ID, SYSTEM_USER_ID),
             batch_due: VecDeque::new(),
             batch_waker: None,
             stats: all_stats[id].clone(),
@@ -190,6 +195,7 @@ impl Shard {
             read_again: Vec::new(),
             done: Vec::new(),
             io_waker: None,
+            admission,
         }
     }
 
@@ -224,6 +230,7 @@ impl Shard {
             self.address_left(ip);
         }
         self.stats.connections.fetch_sub(1, RELAXED);
+        self.admission.release();
     }
 
     /// Queues a data frame. A full queue applies the slow-consumer policy on the spot.
@@ -758,10 +765,11 @@ impl Shard {
             ShardMsg::ToUser { user_id, frame } => self.deliver_to_local_user(&user_id, &frame),
             ShardMsg::Notify {
                 user_id,
+                from,
                 kind,
                 title,
                 body,
-            } => self.owner_notify(&user_id, kind, &title, &body),
+            } => self.owner_notify(&user_id, from.as_deref(), kind, &title, &body),
             ShardMsg::Notifications {
                 user_id,
                 conn,

@@ -13,20 +13,25 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use super::admission::{self, Admission, WarnLimiter};
 use super::session;
-use super::shard::Shard;
+use super::shard::{unix_ms, Shard};
 use super::shard_msg::ShardMsg;
 use crate::config::Config;
 use crate::limits::{HOUSEKEEPING_INTERVAL, OUTBOX_RETRY_INTERVAL, SHUTDOWN_GRACE};
 use crate::protocol::close;
-use crate::runtime::{self, Inbox, Listener, Stream};
+use crate::runtime::{self, is_out_of_descriptors, Inbox, Listener, SpareFd, Stream};
 use crate::stats::ShardStats;
 
 /// Inbox messages handled before the inbox task lets other tasks run.
 const INBOX_BATCH_MAX: usize = 1024;
 
-/// Pause after an accept error (out of descriptors), so the loop does not spin.
+/// Pause after an accept error other than running out of descriptors.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Out of descriptors with nobody waiting, the next look at the backlog comes this much later:
+/// a connection arriving meanwhile waits at most this long for its 503.
+const OUT_OF_FDS_RETRY: Duration = Duration::from_millis(5);
 
 pub struct ShardContext {
     pub id: usize,
@@ -34,6 +39,7 @@ pub struct ShardContext {
     pub listener_fd: RawFd,
     pub peers: Arc<Vec<Inbox<ShardMsg>>>,
     pub stats: Arc<Vec<Arc<ShardStats>>>,
+    pub admission: Arc<Admission>,
     pub ready: mpsc::Sender<usize>,
     pub stopped: mpsc::Sender<usize>,
 }
@@ -49,6 +55,7 @@ pub async fn run(ctx: ShardContext) {
         ctx.config.clone(),
         ctx.peers.clone(),
         ctx.stats.clone(),
+        ctx.admission.clone(),
     )));
     let listener = Listener::from_fd(ctx.listener_fd);
     let accept = runtime::spawn(accept_loop(shard.clone(), listener));
@@ -86,14 +93,38 @@ pub async fn run(ctx: ShardContext) {
     let _ = ctx.stopped.send(id);
 }
 
+/// Accepts connections for the shard's sessions. Out of descriptors, it refuses the pending
+/// connections with the spare descriptor instead of leaving them to hang in the backlog.
 async fn accept_loop(shard: ShardRef, listener: Listener) {
+    let mut spare = SpareFd::open();
+    let mut warnings = WarnLimiter::default();
     loop {
-        match listener.accept().await {
-            Ok(stream) => runtime::spawn_detached(session::serve_accepted(shard.clone(), stream)),
-            Err(e) => {
-                tracing::warn!(%e, "accept failed");
-                runtime::sleep(ACCEPT_ERROR_BACKOFF).await;
+        let e = match listener.accept().await {
+            Ok(stream) => {
+                runtime::spawn_detached(session::serve_accepted(shard.clone(), stream));
+                continue;
             }
+            Err(e) => e,
+        };
+        let mut refused = 0;
+        let out_of_fds = is_out_of_descriptors(&e);
+        if out_of_fds && spare.release() {
+            refused = admission::refuse_pending(&shard, &listener).await;
+            spare.restore();
+        }
+        if out_of_fds && refused == 0 {
+            // Out of descriptors, `accept` fails at once even with nobody waiting: look
+            // again shortly (the spare may be back by then, if another shard took it).
+            runtime::sleep(OUT_OF_FDS_RETRY).await;
+            spare.restore();
+            continue;
+        }
+        shard.borrow().stats.accept_failures.fetch_add(1, RELAXED);
+        if let Some(suppressed) = warnings.note(Instant::now()) {
+            tracing::warn!(%e, refused, suppressed, "accept failed");
+        }
+        if !out_of_fds {
+            runtime::sleep(ACCEPT_ERROR_BACKOFF).await;
         }
     }
 }
@@ -138,15 +169,10 @@ async fn inbox_loop(shard: ShardRef) {
         let mut handled = 0;
         while let Some(msg) = next.take() {
             match msg {
-                ShardMsg::Adopt {
-                    fd,
-                    key,
-                    leftover,
-                    user,
-                } => {
+                ShardMsg::Adopt { fd, upgrade } => {
                     let stream = Stream::from_fd(fd);
                     let shard = shard.clone();
-                    runtime::spawn_detached(session::upgrade(shard, stream, key, leftover, user));
+                    runtime::spawn_detached(session::upgrade(shard, stream, upgrade));
                 }
                 ShardMsg::Shutdown => {
                     let mut sh = shard.borrow_mut();
@@ -229,9 +255,15 @@ async fn batch_loop(shard: ShardRef) {
     }
 }
 
+const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
 async fn housekeeping_loop(shard: ShardRef) {
     loop {
         runtime::sleep(HOUSEKEEPING_INTERVAL).await;
-        shard.borrow_mut().housekeeping(Instant::now());
+        let mut sh = shard.borrow_mut();
+        sh.housekeeping(Instant::now());
+        let now_ms = unix_ms();
+        sh.expire_tokens(now_ms / 1000);
+        sh.expire_users(now_ms);
     }
 }

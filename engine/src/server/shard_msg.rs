@@ -43,15 +43,25 @@ pub enum NotificationOp {
     Read(Vec<u64>),
 }
 
+/// What the handshake decided for a connection, carried to the shard that sends its 101.
+#[derive(Debug)]
+pub struct Upgrade {
+    /// `Sec-WebSocket-Key`.
+    pub key: String,
+    /// The subprotocol the 101 names (`Sec-WebSocket-Protocol`), if any.
+    pub protocol: Option<String>,
+    /// Bytes the client sent right behind its request (frames already).
+    pub leftover: Vec<u8>,
+    /// The user of its token, if it came with one.
+    pub user: Option<Arc<User>>,
+    /// The token's `exp` (Unix seconds): the connection is closed (4001) once it passes.
+    pub token_exp: Option<u64>,
+}
+
 #[derive(Debug)]
 pub enum ShardMsg {
     /// A new connection whose home room lives here; its upgrade request was already read.
-    Adopt {
-        fd: RawFd,
-        key: String,
-        leftover: Vec<u8>,
-        user: Option<Arc<User>>,
-    },
+    Adopt { fd: RawFd, upgrade: Upgrade },
     /// To a room's owner: a member on the sender's shard joins.
     Join {
         room: Arc<str>,
@@ -170,9 +180,11 @@ pub enum ShardMsg {
     },
     /// A frame for every connection of `user_id` on this shard.
     ToUser { user_id: Arc<str>, frame: Bytes },
-    /// To a user's owner: a notification for them (kept even while they are offline).
+    /// To a user's owner: a notification for them (kept even while they are offline),
+    /// caused by user `from` (None: the backend's).
     Notify {
         user_id: Box<str>,
+        from: Option<Box<str>>,
         kind: &'static str,
         title: String,
         body: String,

@@ -12,12 +12,19 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::connection::Phase;
 use super::shard::{unix_ms, LocalUser, Shard};
 use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, ShardMsg};
-use crate::limits::{NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX, USERS_PER_SHARD_MAX};
-use crate::protocol::event;
+use crate::limits::{
+    NOTIFICATIONS_PER_SENDER_MAX, NOTIFICATIONS_PER_USER_MAX, USERNAME_BYTES_MAX,
+    USERS_EXPIRED_PER_TICK_MAX, USERS_PER_SHARD_MAX,
+};
 use crate::protocol::message::AppError;
-use crate::users::{preview, valid_username, PresenceChange, Status, User};
+use crate::protocol::{close, event};
+use crate::users::{
+    is_reserved_name, preview, token_expired, valid_username, Dropped, NewNotification,
+    NotificationLimits, PresenceChange, Status, User,
+};
 
 impl Shard {
     // ----- the connection's side ----------------------------------------------------------
@@ -31,6 +38,10 @@ impl Shard {
         } else if !valid_username(username) {
             Some(AppError::InvalidUsername {
                 max: USERNAME_BYTES_MAX,
+            })
+        } else if is_reserved_name(username) {
+            Some(AppError::ReservedUsername {
+                name: username.into(),
             })
         } else {
             None
@@ -95,6 +106,41 @@ impl Shard {
             was_idle,
             rooms,
         });
+    }
+
+    /// Closes (4001) every open connection whose token expired by `now` (Unix seconds), so a
+    /// connection never acts for its user past the token's `exp` (and the leeway). Called
+    /// by the shard's housekeeping tick.
+    pub fn expire_tokens(&mut self, now: u64) {
+        let leeway = self.config.jwt_leeway_secs;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open)
+            .filter(|(_, c)| {
+                c.token_exp
+                    .is_some_and(|exp| token_expired(exp, leeway, now))
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            self.stats.tokens_expired.fetch_add(1, RELAXED);
+            self.close_conn(key, close::TOKEN_EXPIRED, "token expired");
+        }
+    }
+
+    /// Forgets users offline for `--user-ttl-secs` by `now_ms`, at most
+    /// [`USERS_EXPIRED_PER_TICK_MAX`] per call, so the directory does not keep every user
+    /// that ever connected. Called by the shard's housekeeping tick.
+    pub fn expire_users(&mut self, now_ms: u64) {
+        let ttl_ms = self.config.user_ttl_secs.saturating_mul(1000);
+        let gone = self
+            .directory
+            .expire_offline(now_ms, ttl_ms, USERS_EXPIRED_PER_TICK_MAX);
+        if gone > 0 {
+            self.stats.users_expired.fetch_add(gone as u64, RELAXED);
+            self.count_users();
+        }
     }
 
     /// A client message arrived: the device is active.
@@ -345,7 +391,7 @@ impl Shard {
     pub(super) fn owner_user_room(&mut self, user: &Arc<User>, room: Arc<str>, present: bool) {
         if present {
             // The room's owner may answer before the user's attach arrives: make the record.
-            match self.directory.get_or_create(user) {
+            match self.directory.get_or_create(user, unix_ms()) {
                 Ok(record) => {
                     record.rooms.insert(room);
                 }
@@ -376,18 +422,26 @@ impl Shard {
         }
         self.send_to_devices(to, &[event::direct(id, from.json(), content, unix_ms())]);
         let title = format!("New message from {}", from.name);
-        self.owner_notify(to, "direct", &title, &preview(content));
+        self.owner_notify(to, Some(&from.id), "direct", &title, &preview(content));
         self.deliver_to_conn(conn, event::ack_id(reference.as_deref(), id));
     }
 
-    /// Keeps a notification for `user_id` and shows it on every device of theirs.
-    pub(super) fn owner_notify(&mut self, user_id: &str, kind: &str, title: &str, body: &str) {
+    /// Keeps a notification for `user_id` (caused by user `from`, None: the backend) and shows
+    /// it on every device of theirs.
+    pub(super) fn owner_notify(
+        &mut self,
+        user_id: &str,
+        from: Option<&str>,
+        kind: &str,
+        title: &str,
+        body: &str,
+    ) {
         let now = unix_ms();
         let user = match self.directory.get(user_id) {
             Some(r) => r.user.clone(),
             None => User::new(user_id, user_id),
         };
-        let record = match self.directory.get_or_create(&user) {
+        let record = match self.directory.get_or_create(&user, now) {
             Ok(r) => r,
             Err(full) => {
                 self.stats.users_evicted.fetch_add(1, RELAXED);
@@ -399,15 +453,29 @@ impl Shard {
                 return;
             }
         };
-        let (notification, dropped) =
-            record
-                .notifications
-                .push(kind, title, body, now, NOTIFICATIONS_PER_USER_MAX);
+        let new = NewNotification {
+            from,
+            kind,
+            title,
+            body,
+            ts: now,
+        };
+        let limits = NotificationLimits {
+            kept: NOTIFICATIONS_PER_USER_MAX,
+            per_sender: NOTIFICATIONS_PER_SENDER_MAX,
+        };
+        let (notification, dropped) = record.notifications.push(new, limits);
         let mut json = Vec::new();
         notification.write_json(&mut json, false);
         let unread = record.notifications.unread();
-        if dropped {
-            self.stats.notifications_dropped.fetch_add(1, RELAXED);
+        match dropped {
+            Dropped::Nothing => {}
+            Dropped::Oldest => {
+                self.stats.notifications_dropped.fetch_add(1, RELAXED);
+            }
+            Dropped::SendersOldest => {
+                self.stats.notifications_replaced.fetch_add(1, RELAXED);
+            }
         }
         self.count_users();
         let frames = [

@@ -3,9 +3,11 @@
 //!
 //! Invariants: a record's `total` is the sum of `per_shard`; `idle <= total`; the effective
 //! status is `Offline` exactly when `total == 0`, and `Away` when every device is idle and
-//! the user chose `Online`. A change of effective status is reported exactly once.
+//! the user chose `Online`. A change of effective status is reported exactly once. A record
+//! is in the `offline` index exactly when `total == 0`, at the time it went offline (or was
+//! made offline, for a notification), so expiring the oldest is cheap.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Notifications, Status, User};
@@ -20,11 +22,14 @@ pub struct UserRecord {
     /// Rooms the user is in, as their owners report them.
     pub rooms: HashSet<Arc<str>>,
     pub notifications: Notifications,
+    /// Unix ms it went offline (its key in the `offline` index); None while online.
+    offline_since: Option<u64>,
 }
 
 impl UserRecord {
     fn new(user: Arc<User>) -> Self {
         Self {
+            offline_since: None,
             user,
             per_shard: HashMap::new(),
             total: 0,
@@ -74,6 +79,8 @@ pub struct DirectoryFull {
 #[derive(Debug)]
 pub struct Directory {
     records: HashMap<Arc<str>, UserRecord>,
+    /// Offline records by when they were last used, oldest first.
+    offline: BTreeSet<(u64, Arc<str>)>,
     max: usize,
 }
 
@@ -81,8 +88,51 @@ impl Directory {
     pub fn new(max: usize) -> Self {
         Self {
             records: HashMap::new(),
+            offline: BTreeSet::new(),
             max,
         }
+    }
+
+    /// Marks record `id` offline since `now_ms`: its time to live starts.
+    fn mark_offline(&mut self, id: &str, now_ms: u64) {
+        let Some(key) = self.records.get_key_value(id).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        let r = self.records.get_mut(id).expect("present");
+        debug_assert_eq!(r.total, 0, "only offline records are in the index");
+        if let Some(since) = r.offline_since.replace(now_ms) {
+            self.offline.remove(&(since, key.clone()));
+        }
+        self.offline.insert((now_ms, key));
+    }
+
+    fn mark_online(&mut self, id: &str) {
+        let Some(key) = self.records.get_key_value(id).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        let r = self.records.get_mut(id).expect("present");
+        if let Some(since) = r.offline_since.take() {
+            self.offline.remove(&(since, key));
+        }
+    }
+
+    /// Forgets up to `max` users offline for `ttl_ms` by `now_ms`, oldest first; returns how
+    /// many went. Notifications do not extend a record's time (a sender could keep it alive).
+    pub fn expire_offline(&mut self, now_ms: u64, ttl_ms: u64, max: usize) -> usize {
+        let mut gone = 0;
+        while gone < max {
+            let Some((since, id)) = self.offline.first().cloned() else {
+                break;
+            };
+            if since.saturating_add(ttl_ms) > now_ms {
+                break;
+            }
+            self.offline.pop_first();
+            let record = self.records.remove(&id).expect("indexed records exist");
+            assert_eq!(record.total, 0, "an expired user has no connection");
+            gone += 1;
+        }
+        gone
     }
 
     pub fn len(&self) -> usize {
@@ -95,6 +145,7 @@ impl Directory {
 
     /// Forgets user `id` (an offline record evicted to keep the bound).
     pub fn remove(&mut self, id: &str) {
+        self.mark_online(id);
         self.records.remove(id);
     }
 
@@ -106,15 +157,23 @@ impl Directory {
         self.records.get_mut(id)
     }
 
-    /// The record of `user`, made (offline) if there is none.
-    pub fn get_or_create(&mut self, user: &Arc<User>) -> Result<&mut UserRecord, DirectoryFull> {
-        if !self.records.contains_key(&*user.id) && self.records.len() >= self.max {
-            return Err(DirectoryFull { max: self.max });
+    /// The record of `user`, made (offline, its time to live starting at `now_ms`) if there
+    /// is none.
+    pub fn get_or_create(
+        &mut self,
+        user: &Arc<User>,
+        now_ms: u64,
+    ) -> Result<&mut UserRecord, DirectoryFull> {
+        if !self.records.contains_key(&*user.id) {
+            if self.records.len() >= self.max {
+                return Err(DirectoryFull { max: self.max });
+            }
+            let key: Arc<str> = Arc::from(&*user.id);
+            self.records
+                .insert(key.clone(), UserRecord::new(user.clone()));
+            self.mark_offline(&key, now_ms);
         }
-        Ok(self
-            .records
-            .entry(Arc::from(&*user.id))
-            .or_insert_with(|| UserRecord::new(user.clone())))
+        Ok(self.records.get_mut(&*user.id).expect("present"))
     }
 
     fn change(
@@ -148,6 +207,7 @@ impl Directory {
             .entry(Arc::from(&*user.id))
             .or_insert_with(|| UserRecord::new(user.clone()))
             .user = user.clone();
+        self.mark_online(&user.id);
         self.change(&user.id, now_ms, |r| {
             if r.total == 0 {
                 r.chosen = Status::Online;
@@ -165,7 +225,7 @@ impl Directory {
         was_idle: bool,
         now_ms: u64,
     ) -> Option<PresenceChange> {
-        self.change(id, now_ms, |r| {
+        let change = self.change(id, now_ms, |r| {
             let n = r.per_shard.get_mut(&shard).expect("attached on that shard");
             assert!(*n > 0, "more detaches than attaches");
             *n -= 1;
@@ -176,7 +236,11 @@ impl Directory {
             if was_idle {
                 r.idle -= 1;
             }
-        })
+        });
+        if self.records.get(id).is_some_and(|r| r.total == 0) {
+            self.mark_offline(id, now_ms);
+        }
+        change
     }
 
     /// One of the user's devices became idle (or active again).
@@ -235,11 +299,49 @@ mod tests {
         let mut d = Directory::new(1);
         d.attach(&User::new("a", "a"), 0, 0);
         assert_eq!(
-            d.get_or_create(&User::new("b", "b")).unwrap_err(),
+            d.get_or_create(&User::new("b", "b"), 0).unwrap_err(),
             DirectoryFull { max: 1 }
         );
-        assert!(d.get_or_create(&User::new("a", "a")).is_ok());
+        assert!(d.get_or_create(&User::new("a", "a"), 0).is_ok());
         d.attach(&User::new("c", "c"), 0, 0);
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn offline_users_expire_after_the_ttl_and_online_ones_never() {
+        let mut d = Directory::new(100);
+        let (a, b, c) = (
+            User::new("a", "a"),
+            User::new("b", "b"),
+            User::new("c", "c"),
+        );
+        d.attach(&a, 0, 0);
+        d.attach(&b, 0, 0);
+        d.detach("b", 0, false, 1_000);
+        d.get_or_create(&c, 2_000).unwrap(); // Notified, never connected.
+        assert_eq!(d.expire_offline(1_999, 1_000, 10), 0);
+        assert_eq!(d.expire_offline(2_000, 1_000, 10), 1);
+        assert!(d.get("b").is_none());
+        // Notified again while offline: its time does not start over.
+        d.get_or_create(&c, 2_500).unwrap();
+        assert_eq!(d.expire_offline(2_999, 1_000, 10), 0);
+        // Back online before it expired: kept however long it stays.
+        d.attach(&c, 1, 2_999);
+        assert_eq!(d.expire_offline(1_000_000, 1_000, 10), 0);
+        assert_eq!(d.len(), 2);
+        d.detach("c", 1, false, 1_000_000);
+        d.detach("a", 0, false, 1_000_000);
+        assert_eq!(
+            d.expire_offline(1_001_000, 1_000, 1),
+            1,
+            "at most `max` per call"
+        );
+        assert_eq!(d.expire_offline(1_001_000, 1_000, 1), 1);
+        assert!(d.is_empty());
+        assert!(d.offline.is_empty());
+        // An evicted record leaves the index too.
+        d.get_or_create(&a, 0).unwrap();
+        d.remove("a");
+        assert!(d.offline.is_empty());
     }
 }

@@ -9,12 +9,18 @@ mod directory;
 mod notifications;
 mod presence;
 mod rate_limit;
+mod secret;
 mod token;
 mod user;
 
 pub use directory::{Directory, DirectoryFull, PresenceChange, UserRecord};
-pub use notifications::{preview, Notification, Notifications};
+pub use notifications::{
+    preview, Dropped, NewNotification, Notification, NotificationLimits, Notifications,
+};
 pub use presence::Status;
 pub use rate_limit::{RateLimit, TokenBucket, Verdict};
-pub use token::{verify_token, TokenError};
-pub use user::{is_username_byte, valid_username, User};
+pub use secret::secrets_equal;
+pub use token::{token_expired, verify_token, TokenError, Verified};
+pub use user::{
+    is_reserved_name, is_username_byte, valid_username, User, GUEST_ID_PREFIX, SYSTEM_USER_ID,
+};

@@ -1,8 +1,10 @@
 //! A user's notifications, kept by the user's owner shard: newest last, bounded, each with a
-//! read flag.
+//! read flag and the user who caused it.
 //!
-//! Invariants: ids increase per user; at most `max` are kept (the oldest go first);
-//! `unread` always equals the number of kept notifications not marked read.
+//! Invariants: ids increase per user; at most `limits.kept` are kept (the oldest go first),
+//! and at most `limits.per_sender` from any one sender (their oldest goes first), so one
+//! sender cannot push out everyone else's; `unread` always equals the number of kept
+//! notifications not marked read.
 
 use std::collections::VecDeque;
 
@@ -25,6 +27,9 @@ pub fn preview(content: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub struct Notification {
     pub id: u64,
+    /// The user id whose message caused it; None for the backend's (`POST /api/notify`),
+    /// which no quota limits.
+    pub from: Option<Box<str>>,
     pub kind: Box<str>,
     pub title: Box<str>,
     pub body: Box<str>,
@@ -63,36 +68,78 @@ pub struct Notifications {
     unread: usize,
 }
 
+/// How many notifications a user keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationLimits {
+    /// In all.
+    pub kept: usize,
+    /// From one sender.
+    pub per_sender: usize,
+}
+
+/// What made room for a new notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    Nothing,
+    /// The user's oldest notification: they had `kept`.
+    Oldest,
+    /// The sender's oldest notification to the user: the sender had `per_sender` kept.
+    SendersOldest,
+}
+
+/// A notification to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct NewNotification<'a> {
+    pub from: Option<&'a str>,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub ts: u64,
+}
+
 impl Notifications {
-    /// Adds a notification; returns it and whether an old one was dropped to make room.
+    /// Adds a notification; returns it and what was dropped to make room.
     pub fn push(
         &mut self,
-        kind: &str,
-        title: &str,
-        body: &str,
-        ts: u64,
-        max: usize,
-    ) -> (&Notification, bool) {
-        assert!(max > 0, "a user keeps at least one notification");
-        let mut dropped = false;
-        if self.list.len() == max {
-            let old = self.list.pop_front().expect("full");
-            if !old.read {
-                self.unread -= 1;
+        new: NewNotification<'_>,
+        limits: NotificationLimits,
+    ) -> (&Notification, Dropped) {
+        assert!(
+            limits.kept > 0 && limits.per_sender > 0,
+            "a user keeps at least one notification"
+        );
+        let mut dropped = Dropped::Nothing;
+        if let Some(from) = new.from {
+            let of_sender = |n: &Notification| n.from.as_deref() == Some(from);
+            if self.list.iter().filter(|n| of_sender(n)).count() >= limits.per_sender {
+                let oldest = self.list.iter().position(of_sender).expect("counted");
+                self.drop_at(oldest);
+                dropped = Dropped::SendersOldest;
             }
-            dropped = true;
+        }
+        if dropped == Dropped::Nothing && self.list.len() >= limits.kept {
+            self.drop_at(0);
+            dropped = Dropped::Oldest;
         }
         self.next_id += 1;
         self.list.push_back(Notification {
             id: self.next_id,
-            kind: kind.into(),
-            title: title.into(),
-            body: body.into(),
-            ts,
+            from: new.from.map(Into::into),
+            kind: new.kind.into(),
+            title: new.title.into(),
+            body: new.body.into(),
+            ts: new.ts,
             read: false,
         });
         self.unread += 1;
         (self.list.back().expect("just pushed"), dropped)
+    }
+
+    fn drop_at(&mut self, i: usize) {
+        let old = self.list.remove(i).expect("in the list");
+        if !old.read {
+            self.unread -= 1;
+        }
     }
 
     /// Marks the notifications with these ids read; unknown ids are ignored.
@@ -130,12 +177,31 @@ mod tests {
         );
     }
 
+    fn new<'a>(from: Option<&'a str>, ts: u64) -> NewNotification<'a> {
+        NewNotification {
+            from,
+            kind: "mention",
+            title: "t",
+            body: "b",
+            ts,
+        }
+    }
+
     #[test]
     fn bounded_with_unread_count() {
         let mut n = Notifications::default();
+        let limits = NotificationLimits {
+            kept: 3,
+            per_sender: 3,
+        };
         for i in 0..5 {
-            let (_, dropped) = n.push("mention", "t", "b", i, 3);
-            assert_eq!(dropped, i >= 3);
+            let (_, dropped) = n.push(new(None, i), limits);
+            let expected = if i >= 3 {
+                Dropped::Oldest
+            } else {
+                Dropped::Nothing
+            };
+            assert_eq!(dropped, expected);
         }
         assert_eq!(n.unread(), 3);
         let ids: Vec<u64> = n.newest_first().map(|x| x.id).collect();
@@ -149,5 +215,56 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["read"], true);
         assert_eq!(v["kind"], "mention");
+    }
+
+    #[test]
+    fn one_sender_replaces_their_own_oldest_instead_of_others() {
+        let mut n = Notifications::default();
+        let limits = NotificationLimits {
+            kept: 10,
+            per_sender: 3,
+        };
+        n.push(new(Some("carol"), 0), limits);
+        n.push(new(None, 1), limits);
+        for i in 0..200 {
+            let (_, dropped) = n.push(new(Some("mallory"), 2 + i), limits);
+            let expected = if i >= 3 {
+                Dropped::SendersOldest
+            } else {
+                Dropped::Nothing
+            };
+            assert_eq!(dropped, expected, "{i}");
+        }
+        let kept: Vec<(Option<&str>, u64)> = n
+            .newest_first()
+            .map(|x| (x.from.as_deref(), x.ts))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (Some("mallory"), 201),
+                (Some("mallory"), 200),
+                (Some("mallory"), 199),
+                (None, 1),
+                (Some("carol"), 0)
+            ]
+        );
+        assert_eq!(n.unread(), 5);
+        // A replaced notification that was read leaves `unread` as it was; the new one adds.
+        let oldest_mallory = n.newest_first().nth(2).unwrap().id;
+        n.mark_read(&[oldest_mallory]);
+        assert_eq!(n.unread(), 4);
+        n.push(new(Some("mallory"), 300), limits);
+        assert_eq!(n.unread(), 5);
+        assert!(n.newest_first().all(|x| x.id != oldest_mallory));
+        // Many senders still share the overall bound.
+        for (i, who) in ["a", "b", "c", "d", "e", "f", "g"].iter().enumerate() {
+            n.push(new(Some(who), 400 + i as u64), limits);
+        }
+        assert_eq!(n.newest_first().count(), 10);
+        assert_eq!(
+            n.newest_first().last().unwrap().from.as_deref(),
+            Some("mallory")
+        );
     }
 }

@@ -32,9 +32,14 @@ impl User {
     /// A connection that did not authenticate: `guest:{connectionId}`, named `guest-{id}`.
     pub fn guest(connection_id: u64) -> Arc<User> {
         User::new(
-            &format!("guest:{connection_id}"),
+            &format!("{GUEST_ID_PREFIX}{connection_id}"),
             &format!("guest-{connection_id}"),
         )
+    }
+
+    /// A guest (see [`User::guest`]): reserved ids make this the guests and only them.
+    pub fn is_guest(&self) -> bool {
+        self.id.starts_with(GUEST_ID_PREFIX)
     }
 
     /// `{"userId":...,"username":...}`.
@@ -47,6 +52,21 @@ impl User {
 /// (`@name` mentions rely on the same alphabet.)
 pub fn valid_username(name: &str) -> bool {
     !name.is_empty() && name.len() <= USERNAME_BYTES_MAX && name.bytes().all(is_username_byte)
+}
+
+/// The name of the backend's own user (`POST /api/publish` messages come from it).
+pub const SYSTEM_USER_ID: &str = "system";
+
+/// The prefix of guests' user ids (`guest:{connectionId}`).
+pub const GUEST_ID_PREFIX: &str = "guest:";
+
+/// Whether `name` (a login, a token's `sub` or `name`) is reserved: `system` in any case,
+/// which the server speaks as, and ids of the guest form, so nobody can pass for either.
+pub fn is_reserved_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case(SYSTEM_USER_ID)
+        || name
+            .get(..GUEST_ID_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(GUEST_ID_PREFIX))
 }
 
 /// A byte of a username (and of an `@mention`).
@@ -75,5 +95,17 @@ mod tests {
         assert!(!valid_username(""));
         assert!(!valid_username("a b"));
         assert!(!valid_username(&"a".repeat(USERNAME_BYTES_MAX + 1)));
+    }
+
+    #[test]
+    fn reserved_names() {
+        for n in ["system", "System", "SYSTEM", "guest:1", "Guest:x"] {
+            assert!(is_reserved_name(n), "{n}");
+        }
+        for n in ["systems", "sys", "guest", "guest-1", "alice"] {
+            assert!(!is_reserved_name(n), "{n}");
+        }
+        assert!(User::guest(3).is_guest());
+        assert!(!User::new("alice", "alice").is_guest());
     }
 }

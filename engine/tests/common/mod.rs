@@ -53,6 +53,12 @@ impl Client {
     pub fn connect(addr: SocketAddr, path: &str) -> Client {
         let (ws, _resp) =
             tungstenite::connect(format!("ws://{addr}{path}")).expect("websocket connects");
+        Client::from_ws(ws)
+    }
+
+    /// A client on a WebSocket connected by the test (with headers of its own); reads the
+    /// greeting.
+    pub fn from_ws(ws: WebSocket<MaybeTlsStream<TcpStream>>) -> Client {
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
             s.set_read_timeout(Some(RECV_TIMEOUT)).unwrap();
         }
