@@ -74,6 +74,7 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
         let sh = shard.borrow();
         (sh.config.handshake_timeout(), sh.shards, sh.id)
     };
+    let deadline = Instant::now() + timeout;
     let head = futures_lite::future::or(read_head(&mut stream), async {
         sleep(timeout).await;
         Head::Gone
@@ -120,7 +121,8 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             api_key,
             content_length,
         } => {
-            api::serve(shard, stream, endpoint, api_key, content_length, leftover).await;
+            let (key, len) = (api_key, content_length);
+            api::serve(shard, stream, endpoint, key, len, leftover, deadline).await;
         }
         Route::WebSocket { key, room, token } => {
             let auth = authenticate(&shard.borrow(), token.as_deref());
