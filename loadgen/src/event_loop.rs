@@ -231,7 +231,9 @@ pub fn run(
     };
     let warm = start + cfg.warmup.as_nanos() as u64;
     let stop = warm + cfg.duration.as_nanos() as u64;
-    let end = if cfg.plan.publishers() == 0 {
+    let end = if shared.ready.load(Relaxed) == 0 {
+        start // Every connection failed (final: the start waits for all to settle).
+    } else if cfg.plan.publishers() == 0 {
         start + cfg.hold.as_nanos() as u64
     } else {
         stop + cfg.drain.as_nanos() as u64

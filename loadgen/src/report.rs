@@ -51,7 +51,12 @@ impl Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct Connects {
     pub attempted: u64,
+    /// Upgrades completed.
     pub ok: u64,
+    /// Connections that completed their whole setup (upgrade, greeting, join): the ones
+    /// measured.
+    pub ready: u64,
+    /// Connections whose setup failed (by cause in `failures`): `attempted - ready`.
     pub failed: u64,
     /// Successful upgrades per second of the connect phase.
     pub per_sec: f64,
@@ -106,6 +111,18 @@ pub struct Report {
     pub warnings: Vec<String>,
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
+    /// The plan had publishers: delivery and latency were measured (not so in `connect`).
+    #[serde(skip)]
+    pub measures_delivery: bool,
+}
+
+/// The thresholds a run must meet to pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Least delivery ratio (`--min-delivery`).
+    pub min_delivery: f64,
+    /// Most p99 latency in ms (`--max-p99-ms`).
+    pub max_p99_ms: Option<f64>,
 }
 
 /// Builds the report from every core's result.
@@ -166,6 +183,7 @@ pub fn build(
             expected += sent_by.get(p).copied().unwrap_or(0) * receivers;
         }
     }
+    let failed: u64 = failures.values().sum();
     let received: u64 = unique_by.values().sum();
     let sent: u64 = sent_by.values().sum();
     let attempted = cfg.plan.conns.len() as u64;
@@ -228,7 +246,8 @@ pub fn build(
         connects: Connects {
             attempted,
             ok,
-            failed: attempted - ok.min(attempted),
+            ready: attempted.saturating_sub(failed),
+            failed,
             per_sec: if connect_secs > 0.0 {
                 ok as f64 / connect_secs
             } else {
@@ -246,7 +265,7 @@ pub fn build(
         out_of_order: ooo,
         lost: expected.saturating_sub(received),
         delivery_ratio: if expected == 0 {
-            1.0
+            0.0 // Nothing expected is no delivery, not a perfect one.
         } else {
             received as f64 / expected as f64
         },
@@ -267,6 +286,7 @@ pub fn build(
         timeline,
         warnings,
         histogram: Some(rec.latency),
+        measures_delivery: cfg.plan.publishers() > 0,
     }
 }
 
@@ -275,6 +295,48 @@ fn ms(us: u64) -> String {
 }
 
 impl Report {
+    /// Why the run failed, one reason a line; empty when it passed. A run fails when any
+    /// connection failed, when it should have measured delivery but nothing was expected,
+    /// or when a threshold does not hold.
+    pub fn verdict(&self, t: Thresholds) -> Vec<String> {
+        let mut why = Vec::new();
+        let c = &self.connects;
+        if c.failed > 0 {
+            let causes: Vec<String> = self
+                .failures
+                .iter()
+                .map(|(cause, n)| format!("{n} x {cause}"))
+                .collect();
+            why.push(format!(
+                "{} of {} connections failed ({})",
+                c.failed,
+                c.attempted,
+                causes.join(", ")
+            ));
+        }
+        if self.measures_delivery && self.expected == 0 {
+            why.push(if c.ready == 0 {
+                "nothing was expected: no connection was ready".to_string()
+            } else {
+                "nothing was expected: no message was sent to a ready member".to_string()
+            });
+        } else if self.measures_delivery && self.delivery_ratio < t.min_delivery {
+            why.push(format!(
+                "delivery ratio {:.6} is below {}",
+                self.delivery_ratio, t.min_delivery
+            ));
+        }
+        if let (Some(max), true) = (t.max_p99_ms, self.measures_delivery) {
+            let p99 = self.latency_us.p99 as f64 / 1000.0;
+            if self.latency_us.count == 0 {
+                why.push("no latency was measured, so p99 cannot be checked".to_string());
+            } else if p99 > max {
+                why.push(format!("p99 {p99:.3} ms is above {max} ms"));
+            }
+        }
+        why
+    }
+
     /// The human table.
     pub fn table(&self) -> String {
         let mut o = String::new();
@@ -282,9 +344,10 @@ impl Report {
         let _ = writeln!(o, "scenario            {}", self.scenario);
         let _ = writeln!(
             o,
-            "connections         {} ok / {} attempted ({:.0}/s), handshake p50 {} ms p99 {} ms",
-            c.ok,
+            "connections         {} ready / {} attempted, {} upgraded ({:.0}/s), handshake p50 {} ms p99 {} ms",
+            c.ready,
             c.attempted,
+            c.ok,
             c.per_sec,
             ms(c.handshake_us.p50),
             ms(c.handshake_us.p99)
@@ -295,13 +358,35 @@ impl Report {
         for (why, n) in &self.server_closes {
             let _ = writeln!(o, "  ended             {n} x {why}");
         }
+        if self.measures_delivery {
+            self.delivery_rows(&mut o);
+        }
+        let busy: Vec<String> = self
+            .client_cpu
+            .busy
+            .iter()
+            .map(|b| format!("{:.0}%", b * 100.0))
+            .collect();
+        let _ = writeln!(o, "client cpu          {}", busy.join(" "));
+        for w in &self.warnings {
+            let _ = writeln!(o, "warning: {w}");
+        }
+        o
+    }
+
+    /// The table's rows about messages: sent, delivered, latency.
+    fn delivery_rows(&self, o: &mut String) {
         let _ = writeln!(o, "sent                {}", self.sent);
         let _ = writeln!(
             o,
-            "delivered           {} of {} expected ({:.4}%), lost {}, duplicates {}, out of order {}",
+            "delivered           {} of {} expected ({}), lost {}, duplicates {}, out of order {}",
             self.received,
             self.expected,
-            self.delivery_ratio * 100.0,
+            if self.expected == 0 {
+                "nothing expected".to_string()
+            } else {
+                format!("{:.4}%", self.delivery_ratio * 100.0)
+            },
             self.lost,
             self.duplicates,
             self.out_of_order
@@ -326,17 +411,6 @@ impl Report {
             ms(s.p99),
             ms(s.max)
         );
-        let busy: Vec<String> = self
-            .client_cpu
-            .busy
-            .iter()
-            .map(|b| format!("{:.0}%", b * 100.0))
-            .collect();
-        let _ = writeln!(o, "client cpu          {}", busy.join(" "));
-        for w in &self.warnings {
-            let _ = writeln!(o, "warning: {w}");
-        }
-        o
     }
 
     /// The latency distribution in HdrHistogram's percentile format (values in ms).

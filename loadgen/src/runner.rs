@@ -522,14 +522,14 @@ async fn connect_and_join(
     }
     core.shared.connected.fetch_add(1, Relaxed);
     if let Some(greeting) = cfg.protocol.greeting() {
-        wait_for_text(&mut conn, greeting).await?;
+        wait_for_text(&mut conn, &cfg.protocol, greeting).await?;
     }
     if let Some((hello, ack)) = cfg.protocol.hello() {
         let mask = conn.masks.next_mask();
         let mut frame = Vec::new();
         write_masked(&mut frame, OP_TEXT, hello, mask);
         conn.send_all(&frame).await?;
-        wait_for_text(&mut conn, ack).await?;
+        wait_for_text(&mut conn, &cfg.protocol, ack).await?;
     }
     if let (Some(room), Some(_)) = (room, plan.room) {
         if let Some(join) = cfg.protocol.join(room, index) {
@@ -538,15 +538,16 @@ async fn connect_and_join(
             write_masked(&mut frame, OP_TEXT, &join, mask);
             conn.send_all(&frame).await?;
             if let Some(joined) = cfg.protocol.joined() {
-                wait_for_text(&mut conn, joined).await?;
+                wait_for_text(&mut conn, &cfg.protocol, joined).await?;
             }
         }
     }
     Ok(conn)
 }
 
-/// Reads frames until a text frame containing `needle`; a close fails the setup.
-async fn wait_for_text(conn: &mut Conn, needle: &str) -> io::Result<()> {
+/// Reads frames until a text frame containing `needle`; a close or a refusal (see
+/// [`Protocol::refusal`]) fails the setup at once.
+async fn wait_for_text(conn: &mut Conn, protocol: &Protocol, needle: &str) -> io::Result<()> {
     let finder = memchr::memmem::Finder::new(needle.as_bytes());
     loop {
         while let Some(f) = next_frame(&conn.partial) {
@@ -555,6 +556,11 @@ async fn wait_for_text(conn: &mut Conn, needle: &str) -> io::Result<()> {
                 OP_TEXT if finder.find(payload).is_some() => {
                     conn.partial.drain(..f.header_len + f.payload_len);
                     return Ok(());
+                }
+                OP_TEXT => {
+                    if let Some(why) = protocol.refusal(payload) {
+                        return Err(setup_failure(why));
+                    }
                 }
                 OP_CLOSE => {
                     let code = event_loop::close_code(payload);
