@@ -178,6 +178,8 @@ pub struct CoreResult {
     /// Ready members per room index.
     pub members: Vec<u64>,
     pub frames: u64,
+    /// Frames that carried more than one message.
+    pub batched_frames: u64,
     /// CPU seconds this core used between the start and the end of the run.
     pub cpu_secs: f64,
     pub wall_secs: f64,
@@ -216,6 +218,7 @@ impl CoreResult {
             accounting_overflowed: false,
             members: vec![0; rooms],
             frames: 0,
+            batched_frames: 0,
             cpu_secs: 0.0,
             wall_secs: 0.0,
         }
@@ -436,6 +439,7 @@ async fn conn_task(core: Rc<Core>, index: usize, plan: ConnPlan) -> Option<RunCo
         index,
         room: plan.room,
         publisher: plan.publisher,
+        batched_frames: 0,
     })
 }
 

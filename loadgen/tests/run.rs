@@ -97,6 +97,9 @@ fn exact_accounting_against_corecast_counts_messages_inside_batches() {
         "{} frames",
         r.frames_received
     );
+    // ... and the summary says the server batches.
+    assert!(r.batched_frames > 0, "{}", r.table());
+    assert!(r.table().contains("the server batches"), "{}", r.table());
     assert!(r.latency_us.count > 0);
     srv.shutdown().unwrap();
 }
@@ -213,6 +216,9 @@ fn json_has_the_documented_schema() {
     }
     assert!(v["client_cpu"]["busy"].is_array());
     assert_eq!(v["scenario"], "broadcast");
+    // Batching off: every message a frame of its own, and nothing said about batching.
+    assert_eq!(v["batched_frames"], 0);
+    assert!(!r.table().contains("batching"), "{}", r.table());
     assert!(r.hgrm().contains("Percentile"));
     let html = r.html();
     assert!(html.contains("<svg") && html.contains("</html>"));
