@@ -168,7 +168,7 @@ fn reconnects_with_backoff_and_rejoins() {
     cli.expect("Joined #lobby");
     first.shutdown().unwrap();
     cli.expect("Disconnected");
-    cli.expect("reconnecting in 0.5s");
+    cli.expect("retrying in 0.5s");
     // The server comes back on the same address.
     let second = server(|c| c.addr = addr);
     cli.expect("Connected");
@@ -238,7 +238,7 @@ fn direct_messages_show_once_and_the_room_in_view_is_read() {
     assert_eq!(dm["content"], "psst, over here");
     cli.expect("(direct to bob) psst, over here");
     cli.type_line("/msg nobody-at-all hello?");
-    cli.expect("Could not send to nobody-at-all");
+    cli.expect("Could not send \"hello?\" to nobody-at-all: no user");
 
     bob.send(json!({"type":"message:direct","to":"alice","content":"hi alice"}));
     cli.expect("(direct from bob) hi alice");
@@ -246,6 +246,13 @@ fn direct_messages_show_once_and_the_room_in_view_is_read() {
         bob.send(json!({"type":"message:send","room":"general","content":format!("m{i}")}));
     }
     cli.expect("<bob> m2");
+    // A mention of the message just shown is not printed twice.
+    bob.send(json!({"type":"message:send","room":"general","content":"look @alice"}));
+    cli.expect("<bob> look @alice");
+    assert_eq!(
+        cli.expect("mentioned you"),
+        "! bob mentioned you in general"
+    );
     cli.type_line("/rooms");
     let general = cli.expect("#general");
     assert!(
@@ -324,7 +331,7 @@ fn a_token_names_the_user_and_refusals_are_final_and_explained() {
         out.contains("401 Unauthorized ("),
         "the reason is shown: {out}"
     );
-    assert!(!out.contains("reconnecting"), "{out}");
+    assert!(!out.contains("retrying"), "{out}");
     assert!(started.elapsed() < Duration::from_secs(5));
     srv.shutdown().unwrap();
 
@@ -336,7 +343,7 @@ fn a_token_names_the_user_and_refusals_are_final_and_explained() {
         !status.success() && out.contains("login as \"no spaces\" refused"),
         "{out}"
     );
-    assert!(!out.contains("reconnecting"), "{out}");
+    assert!(!out.contains("retrying"), "{out}");
     let (status, out) = Cli::run(&["--url", &format!("ws://{addr}/nowhere")]).ends();
     assert!(
         !status.success() && out.contains("404 Not Found") && out.contains("/ws"),
@@ -347,6 +354,6 @@ fn a_token_names_the_user_and_refusals_are_final_and_explained() {
         !status.success() && out.contains(&format!("ws://{addr}/ws")),
         "{out}"
     );
-    assert!(!out.contains("reconnecting"), "{out}");
+    assert!(!out.contains("retrying"), "{out}");
     dev.shutdown().unwrap();
 }

@@ -108,6 +108,10 @@ struct Chat {
     next_ref: u64,
     /// `/msg`s awaiting their ack, by ref: (to, text).
     directs: HashMap<String, (String, String)>,
+    /// The content of the last room message shown (a mention of it is not repeated).
+    last_content: String,
+    /// The room whose messages `newest_seen` counts (kept over a reconnect).
+    shown_room: Option<String>,
     /// The newest message id shown in the current room, and the one marked read.
     newest_seen: u64,
     marked_read: u64,
@@ -141,6 +145,8 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         typing: Vec::new(),
         next_ref: 0,
         directs: HashMap::new(),
+        last_content: String::new(),
+        shown_room: None,
         newest_seen: 0,
         marked_read: 0,
         erase_typed: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
@@ -211,11 +217,17 @@ impl Chat {
                     }
                     return Ok(ws);
                 }
-                Err(e) if e.downcast_ref::<Fatal>().is_some() => bail!("{e:#}"),
+                Err(e) if e.downcast_ref::<Fatal>().is_some() => {
+                    let Some(Fatal(why)) = e.downcast_ref::<Fatal>() else {
+                        unreachable!("checked by the guard")
+                    };
+                    bail!("{why}")
+                }
                 Err(e) if attempt < self.args.max_retries => {
                     attempt += 1;
                     self.say(&format!(
-                        "* Connection failed ({e:#}); reconnecting in {:.1}s (attempt {attempt}/{})",
+                        "* Cannot connect ({}); retrying in {:.1}s (attempt {attempt}/{})",
+                        e.root_cause(),
                         delay.as_secs_f64(),
                         self.args.max_retries
                     ));
@@ -478,7 +490,7 @@ impl Chat {
                 let line = match v["type"].as_str() {
                     Some("ack") => view::direct_out(&to, &content),
                     _ => format!(
-                        "! Could not send to {to}: {}",
+                        "! Could not send \"{content}\" to {to}: {}",
                         v["message"].as_str().unwrap_or("refused")
                     ),
                 };
@@ -502,11 +514,20 @@ impl Chat {
         if let Some(old) = self.room.replace(j.room) {
             send(ws, json!({"type": "room:leave", "room": old.name}))?;
         }
-        self.newest_seen = 0;
-        self.marked_read = 0;
+        let backlog = v["messages"].as_array().map_or(&[][..], Vec::as_slice);
+        let id = |m: &Value| m["id"].as_u64().unwrap_or(0);
+        // Rejoined after a reconnect, with the history it had: show only what is new.
+        let resumed = self.shown_room.as_deref() == Some(name)
+            && backlog.last().is_some_and(|m| id(m) >= self.newest_seen);
+        if !resumed {
+            self.newest_seen = 0;
+            self.marked_read = 0;
+        }
+        self.shown_room = Some(name.to_string());
         self.typing.clear();
         self.say(&view::joined(v));
-        for m in v["messages"].as_array().into_iter().flatten() {
+        let seen = self.newest_seen;
+        for m in backlog.iter().filter(|m| id(m) > seen) {
             self.show(m);
         }
         Ok(())
@@ -525,20 +546,30 @@ impl Chat {
                 if v["room"].as_str().is_some() && v["room"].as_str() == current {
                     self.newest_seen = self.newest_seen.max(v["id"].as_u64().unwrap_or(0));
                 }
+                self.last_content = view::text(&v["content"]);
                 view::message(v)
             }
             "message:direct" => view::direct_in(v),
+            // A mention of the message just shown: its title says enough.
+            "notification:new"
+                if v["kind"] == "mention" && v["body"].as_str() == Some(&self.last_content) =>
+            {
+                format!("! {}", v["title"].as_str().unwrap_or("a mention"))
+            }
             "message:history" => {
                 let more = if v["hasMore"] == true {
                     " (more before)"
                 } else {
                     ""
                 };
-                self.say(&format!(
-                    "* History of #{}{more}:",
-                    v["room"].as_str().unwrap_or("")
-                ));
-                for m in v["messages"].as_array().into_iter().flatten() {
+                let room = v["room"].as_str().unwrap_or("");
+                let messages = v["messages"].as_array().map_or(&[][..], Vec::as_slice);
+                if messages.is_empty() {
+                    self.say(&format!("* No messages in #{room} yet"));
+                    return;
+                }
+                self.say(&format!("* History of #{room}{more}:"));
+                for m in messages {
                     self.say(&view::message(m));
                 }
                 return;
@@ -605,7 +636,7 @@ fn open(url: &str) -> anyhow::Result<Socket> {
     match tungstenite::client(request, MaybeTlsStream::Plain(stream)) {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-            Err(refusal(&response))
+            Err(refusal(url, &response))
         }
         Err(e) => bail!("upgrade failed: {e}"),
     }
@@ -613,7 +644,7 @@ fn open(url: &str) -> anyhow::Result<Socket> {
 
 /// A refused upgrade as the user should read it; fatal unless retrying may help (408, 429,
 /// 5xx).
-fn refusal(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> anyhow::Error {
+fn refusal(url: &str, response: &tungstenite::http::Response<Option<Vec<u8>>>) -> anyhow::Error {
     let status = response.status();
     let body = response
         .body()
@@ -622,7 +653,8 @@ fn refusal(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> anyhow::E
         .map(|b| b.trim().to_string())
         .filter(|b| !b.is_empty());
     let mut why = format!(
-        "the server refused the connection: {} {}",
+        "{} refused the connection: {} {}",
+        url.split('?').next().unwrap_or(url),
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
