@@ -144,10 +144,13 @@ struct Cli {
     /// that is listed [default: corecast.v1,json,v1].
     #[arg(long, env = "CORECAST_SUBPROTOCOLS")]
     subprotocols: Option<String>,
-    /// Log filter (tracing's EnvFilter syntax).
-    #[arg(long, env = "CORECAST_LOG", default_value = "info")]
-    log: String,
+    /// Log filter (tracing's EnvFilter syntax) [default: info].
+    #[arg(long, env = "CORECAST_LOG")]
+    log: Option<String>,
 }
+
+/// The log filter when neither the flag, the environment nor the file sets one.
+const LOG_FILTER_DEFAULT: &str = "info";
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
@@ -156,14 +159,27 @@ enum Command {
     Chat(cli::chat::ChatArgs),
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Config> {
-    let mut config = match &cli.config {
+/// A settings file: the server's [`Config`] and the binary's own `log` filter.
+fn parse_file(text: &str) -> anyhow::Result<(Config, Option<String>)> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    let log = match table.remove("log") {
+        None => None,
+        Some(toml::Value::String(filter)) => Some(filter),
+        Some(other) => anyhow::bail!("log: a tracing filter string, not {other}"),
+    };
+    Ok((table.try_into()?, log))
+}
+
+/// The settings and the log filter, each from the flag, the environment, the file or the
+/// default, in that order.
+fn load(cli: &Cli) -> anyhow::Result<(Config, String)> {
+    let (mut config, file_log) = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            parse_file(&text).with_context(|| format!("parsing {}", path.display()))?
         }
-        None => Config::default(),
+        None => (Config::default(), None),
     };
     macro_rules! set {
         ($($f:ident),*) => { $(if let Some(v) = cli.$f { config.$f = v; })* };
@@ -206,7 +222,8 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         config.api_key = Some(v.clone());
     }
     config.validate()?;
-    Ok(config)
+    let log = cli.log.clone().or(file_log);
+    Ok((config, log.unwrap_or_else(|| LOG_FILTER_DEFAULT.into())))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -215,12 +232,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::Chat(args)) = cli.command {
         return cli::chat::run(args);
     }
+    let (config, log) = load(&cli)?;
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&log)?)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = load(&cli)?;
     let server = Server::start(config)?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -237,6 +254,16 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_may_set_the_log_filter() {
+        let (config, log) = parse_file("log = \"debug\"\nshards = 2\n").unwrap();
+        assert_eq!((config.shards, log.as_deref()), (2, Some("debug")));
+        let (_, log) = parse_file("batch-window-ms = 0\n").unwrap();
+        assert_eq!(log, None);
+        assert!(parse_file("log = 3\n").is_err());
+        assert!(parse_file("nope = 1\n").is_err());
+    }
 
     #[test]
     fn the_purge_delay_option_is_the_one_set() {

@@ -76,6 +76,8 @@ pub struct RunConn {
     pub room: Option<usize>,
     /// (global publisher id, room_pub) when this connection publishes.
     pub publisher: Option<(u32, u32)>,
+    /// Frames that carried more than one message: the server batches.
+    pub batched_frames: u64,
 }
 
 impl RunConn {
@@ -231,7 +233,9 @@ pub fn run(
     };
     let warm = start + cfg.warmup.as_nanos() as u64;
     let stop = warm + cfg.duration.as_nanos() as u64;
-    let end = if cfg.plan.publishers() == 0 {
+    let end = if shared.ready.load(Relaxed) == 0 {
+        start // Every connection failed (final: the start waits for all to settle).
+    } else if cfg.plan.publishers() == 0 {
         start + cfg.hold.as_nanos() as u64
     } else {
         stop + cfg.drain.as_nanos() as u64
@@ -380,6 +384,7 @@ pub fn run(
         if let Some(why) = &c.closed {
             *result.server_closes.entry(why.clone()).or_default() += 1;
         }
+        result.batched_frames += c.batched_frames;
         if let Some(r) = c.room {
             for (i, pair) in c.pairs.iter().enumerate() {
                 let global = cfg.plan.room_publishers[r][i];
@@ -521,14 +526,20 @@ fn frames(
                 let mask = c.masks.next_mask();
                 write_masked(&mut c.out, OP_TEXT, pong, mask);
             }
-            OP_TEXT | 0 => scanner.scan(payload, |m| {
-                marks += 1;
-                if let Some(pair) = c.pairs.get_mut(m.room_pub as usize) {
-                    pair.on(m.seq);
+            OP_TEXT | 0 => {
+                let before = marks;
+                scanner.scan(payload, |m| {
+                    marks += 1;
+                    if let Some(pair) = c.pairs.get_mut(m.room_pub as usize) {
+                        pair.on(m.seq);
+                    }
+                    max_ns = max_ns.max(now.saturating_sub(m.intended_ns));
+                    recorder.on_received(m.intended_ns, now);
+                });
+                if marks - before > 1 {
+                    c.batched_frames += 1;
                 }
-                max_ns = max_ns.max(now.saturating_sub(m.intended_ns));
-                recorder.on_received(m.intended_ns, now);
-            }),
+            }
             OP_PING => {
                 let mask = c.masks.next_mask();
                 write_masked(&mut c.out, OP_PONG, payload, mask);
@@ -596,6 +607,7 @@ mod tests {
                     closed: None,
                     index: 0,
                     room: Some(0),
+                    batched_frames: 0,
                     publisher: None,
                 },
                 scanner: marker::Scanner::new(),

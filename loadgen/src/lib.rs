@@ -2,10 +2,11 @@
 //! omission corrected, and exact delivery accounting.
 //!
 //! Layers: `frame`, `handshake`, `marker`, `protocol` (wire, no I/O); `accounting`, `recorder`,
-//! `report` (figures); `scenario` (plans); `runner` (setup on glommio), `event_loop` (the
-//! measured run on epoll); [`run`] ties them.
+//! `report` (figures), `chart` (the report's SVG); `scenario` (plans); `runner` (setup on
+//! glommio), `event_loop` (the measured run on epoll); [`run`] ties them.
 
 pub mod accounting;
+pub mod chart;
 pub mod clock;
 pub mod error;
 pub mod event_loop;

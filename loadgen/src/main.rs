@@ -303,20 +303,13 @@ fn real_main() -> anyhow::Result<bool> {
     if let Some(p) = &common.report {
         std::fs::write(p, report.html()).with_context(|| format!("writing {}", p.display()))?;
     }
-    let mut ok = true;
-    if report.delivery_ratio < common.min_delivery {
-        eprintln!(
-            "loadgen: delivery ratio {:.6} is below {}",
-            report.delivery_ratio, common.min_delivery
-        );
-        ok = false;
+    let failed = report.verdict(loadgen::report::Thresholds {
+        min_delivery: common.min_delivery,
+        max_p99_ms: common.max_p99_ms,
+    });
+    for why in &failed {
+        eprintln!("loadgen: FAILED: {why}");
     }
-    if let Some(max) = common.max_p99_ms {
-        let p99 = report.latency_us.p99 as f64 / 1000.0;
-        if p99 > max {
-            eprintln!("loadgen: p99 {p99:.3} ms is above {max} ms");
-            ok = false;
-        }
-    }
+    let ok = failed.is_empty();
     Ok(ok)
 }

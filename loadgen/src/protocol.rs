@@ -99,6 +99,21 @@ impl Protocol {
         }
     }
 
+    /// Whether a text frame received during setup refuses it (corecast's `error` or
+    /// `auth:error`, e.g. a join refused): the refusal's code, shown as the failure's cause.
+    pub fn refusal(&self, text: &[u8]) -> Option<String> {
+        if !matches!(self, Protocol::Corecast) || memchr::memmem::find(text, b"error").is_none() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+        let kind = v.get("type")?.as_str()?;
+        if kind != "error" && kind != "auth:error" {
+            return None;
+        }
+        let code = v.get("code").and_then(|c| c.as_str()).unwrap_or("no code");
+        Some(format!("refused by the server: {kind} {code}"))
+    }
+
     /// The reply to a text frame that is an application-level ping (Engine.IO's `2`).
     pub fn pong_for(&self, text: &[u8]) -> Option<&'static [u8]> {
         match (self, text) {
@@ -189,5 +204,20 @@ mod tests {
         assert_eq!(p.pong_for(b"2"), Some(&b"3"[..]));
         assert_eq!(p.pong_for(b"22"), None);
         assert_eq!(Protocol::Corecast.pong_for(b"2"), None);
+    }
+
+    #[test]
+    fn corecast_refusals_name_their_code() {
+        let p = Protocol::Corecast;
+        let refused = br#"{"type":"error","code":"wrong_password","message":"no"}"#;
+        assert_eq!(
+            p.refusal(refused).as_deref(),
+            Some("refused by the server: error wrong_password")
+        );
+        let login = br#"{"type":"auth:error","code":"invalid_username","message":"x"}"#;
+        assert!(p.refusal(login).unwrap().contains("invalid_username"));
+        let chat = br#"{"type":"message:new","content":"an error"}"#;
+        assert_eq!(p.refusal(chat), None);
+        assert_eq!(Protocol::Echo.refusal(refused), None);
     }
 }

@@ -51,7 +51,12 @@ impl Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct Connects {
     pub attempted: u64,
+    /// Upgrades completed.
     pub ok: u64,
+    /// Connections that completed their whole setup (upgrade, greeting, join): the ones
+    /// measured.
+    pub ready: u64,
+    /// Connections whose setup failed (by cause in `failures`): `attempted - ready`.
     pub failed: u64,
     /// Successful upgrades per second of the connect phase.
     pub per_sec: f64,
@@ -98,6 +103,9 @@ pub struct Report {
     pub delivery_ratio: f64,
     pub deliveries_per_sec: f64,
     pub frames_received: u64,
+    /// Frames that carried more than one message: the server batches (latency then includes
+    /// its batching window).
+    pub batched_frames: u64,
     pub latency_us: Percentiles,
     pub schedule_lag_us: Percentiles,
     pub client_cpu: ClientCpu,
@@ -106,6 +114,18 @@ pub struct Report {
     pub warnings: Vec<String>,
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
+    /// The plan had publishers: delivery and latency were measured (not so in `connect`).
+    #[serde(skip)]
+    pub measures_delivery: bool,
+}
+
+/// The thresholds a run must meet to pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Least delivery ratio (`--min-delivery`).
+    pub min_delivery: f64,
+    /// Most p99 latency in ms (`--max-p99-ms`).
+    pub max_p99_ms: Option<f64>,
 }
 
 /// Builds the report from every core's result.
@@ -123,7 +143,7 @@ pub fn build(
     let mut members = vec![0u64; cfg.plan.rooms.len()];
     let mut sent_by = BTreeMap::new();
     let mut unique_by: BTreeMap<u32, u64> = BTreeMap::new();
-    let (mut ok, mut dup, mut ooo, mut frames) = (0, 0, 0, 0);
+    let (mut ok, mut dup, mut ooo, mut frames, mut batched) = (0, 0, 0, 0, 0);
     let mut overflowed = false;
     let mut busy = Vec::new();
     for c in &cores {
@@ -151,6 +171,7 @@ pub fn build(
         dup += c.duplicates;
         ooo += c.out_of_order;
         frames += c.frames;
+        batched += c.batched_frames;
         overflowed |= c.accounting_overflowed;
         busy.push(if c.wall_secs > 0.0 {
             c.cpu_secs / c.wall_secs
@@ -166,6 +187,7 @@ pub fn build(
             expected += sent_by.get(p).copied().unwrap_or(0) * receivers;
         }
     }
+    let failed: u64 = failures.values().sum();
     let received: u64 = unique_by.values().sum();
     let sent: u64 = sent_by.values().sum();
     let attempted = cfg.plan.conns.len() as u64;
@@ -228,7 +250,8 @@ pub fn build(
         connects: Connects {
             attempted,
             ok,
-            failed: attempted - ok.min(attempted),
+            ready: attempted.saturating_sub(failed),
+            failed,
             per_sec: if connect_secs > 0.0 {
                 ok as f64 / connect_secs
             } else {
@@ -246,7 +269,7 @@ pub fn build(
         out_of_order: ooo,
         lost: expected.saturating_sub(received),
         delivery_ratio: if expected == 0 {
-            1.0
+            0.0 // Nothing expected is no delivery, not a perfect one.
         } else {
             received as f64 / expected as f64
         },
@@ -256,6 +279,7 @@ pub fn build(
             0.0
         },
         frames_received: frames,
+        batched_frames: batched,
         latency_us: Percentiles::of(&rec.latency),
         schedule_lag_us: lag,
         client_cpu: ClientCpu {
@@ -267,6 +291,7 @@ pub fn build(
         timeline,
         warnings,
         histogram: Some(rec.latency),
+        measures_delivery: cfg.plan.publishers() > 0,
     }
 }
 
@@ -275,6 +300,48 @@ fn ms(us: u64) -> String {
 }
 
 impl Report {
+    /// Why the run failed, one reason a line; empty when it passed. A run fails when any
+    /// connection failed, when it should have measured delivery but nothing was expected,
+    /// or when a threshold does not hold.
+    pub fn verdict(&self, t: Thresholds) -> Vec<String> {
+        let mut why = Vec::new();
+        let c = &self.connects;
+        if c.failed > 0 {
+            let causes: Vec<String> = self
+                .failures
+                .iter()
+                .map(|(cause, n)| format!("{n} x {cause}"))
+                .collect();
+            why.push(format!(
+                "{} of {} connections failed ({})",
+                c.failed,
+                c.attempted,
+                causes.join(", ")
+            ));
+        }
+        if self.measures_delivery && self.expected == 0 {
+            why.push(if c.ready == 0 {
+                "nothing was expected: no connection was ready".to_string()
+            } else {
+                "nothing was expected: no message was sent to a ready member".to_string()
+            });
+        } else if self.measures_delivery && self.delivery_ratio < t.min_delivery {
+            why.push(format!(
+                "delivery ratio {:.6} is below {}",
+                self.delivery_ratio, t.min_delivery
+            ));
+        }
+        if let (Some(max), true) = (t.max_p99_ms, self.measures_delivery) {
+            let p99 = self.latency_us.p99 as f64 / 1000.0;
+            if self.latency_us.count == 0 {
+                why.push("no latency was measured, so p99 cannot be checked".to_string());
+            } else if p99 > max {
+                why.push(format!("p99 {p99:.3} ms is above {max} ms"));
+            }
+        }
+        why
+    }
+
     /// The human table.
     pub fn table(&self) -> String {
         let mut o = String::new();
@@ -282,9 +349,10 @@ impl Report {
         let _ = writeln!(o, "scenario            {}", self.scenario);
         let _ = writeln!(
             o,
-            "connections         {} ok / {} attempted ({:.0}/s), handshake p50 {} ms p99 {} ms",
-            c.ok,
+            "connections         {} ready / {} attempted, {} upgraded ({:.0}/s), handshake p50 {} ms p99 {} ms",
+            c.ready,
             c.attempted,
+            c.ok,
             c.per_sec,
             ms(c.handshake_us.p50),
             ms(c.handshake_us.p99)
@@ -295,13 +363,35 @@ impl Report {
         for (why, n) in &self.server_closes {
             let _ = writeln!(o, "  ended             {n} x {why}");
         }
+        if self.measures_delivery {
+            self.delivery_rows(&mut o);
+        }
+        let busy: Vec<String> = self
+            .client_cpu
+            .busy
+            .iter()
+            .map(|b| format!("{:.0}%", b * 100.0))
+            .collect();
+        let _ = writeln!(o, "client cpu          {}", busy.join(" "));
+        for w in &self.warnings {
+            let _ = writeln!(o, "warning: {w}");
+        }
+        o
+    }
+
+    /// The table's rows about messages: sent, delivered, latency.
+    fn delivery_rows(&self, o: &mut String) {
         let _ = writeln!(o, "sent                {}", self.sent);
         let _ = writeln!(
             o,
-            "delivered           {} of {} expected ({:.4}%), lost {}, duplicates {}, out of order {}",
+            "delivered           {} of {} expected ({}), lost {}, duplicates {}, out of order {}",
             self.received,
             self.expected,
-            self.delivery_ratio * 100.0,
+            if self.expected == 0 {
+                "nothing expected".to_string()
+            } else {
+                format!("{:.4}%", self.delivery_ratio * 100.0)
+            },
             self.lost,
             self.duplicates,
             self.out_of_order
@@ -326,17 +416,15 @@ impl Report {
             ms(s.p99),
             ms(s.max)
         );
-        let busy: Vec<String> = self
-            .client_cpu
-            .busy
-            .iter()
-            .map(|b| format!("{:.0}%", b * 100.0))
-            .collect();
-        let _ = writeln!(o, "client cpu          {}", busy.join(" "));
-        for w in &self.warnings {
-            let _ = writeln!(o, "warning: {w}");
+        if self.batched_frames > 0 {
+            let _ = writeln!(
+                o,
+                "batching            {} of {} frames carried several messages: the server \
+                 batches, so latency includes its batching window (corecast: \
+                 --batch-window-ms, 50 by default; 0 turns batching off)",
+                self.batched_frames, self.frames_received
+            );
         }
-        o
     }
 
     /// The latency distribution in HdrHistogram's percentile format (values in ms).
@@ -392,8 +480,8 @@ impl Report {
     /// A self-contained HTML page: the numbers, the latency-by-percentile plot and throughput
     /// over time, as inline SVG.
     pub fn html(&self) -> String {
-        let pct = percentile_svg(&self.percentiles);
-        let time = timeline_svg(&self.timeline);
+        let pct = crate::chart::percentile_svg(&self.percentiles);
+        let time = crate::chart::timeline_svg(&self.timeline);
         let json = serde_json::to_string_pretty(self).expect("report serializes");
         format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>loadgen: {scenario}</title>\
@@ -413,129 +501,4 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-const W: f64 = 900.0;
-const H: f64 = 320.0;
-const PAD: f64 = 60.0;
-
-fn axis_frame(o: &mut String, y_label: &str, x_label: &str) {
-    let _ = write!(
-        o,
-        "<line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>\
-         <line x1=\"{PAD}\" y1=\"20\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#333\"/>\
-         <text x=\"{cx}\" y=\"{ly}\" text-anchor=\"middle\" font-size=\"12\">{x_label}</text>\
-         <text x=\"14\" y=\"{cy}\" font-size=\"12\" transform=\"rotate(-90 14 {cy})\" text-anchor=\"middle\">{y_label}</text>",
-        b = H - PAD,
-        r = W - 20.0,
-        cx = W / 2.0,
-        ly = H - 15.0,
-        cy = H / 2.0,
-    );
-}
-
-fn percentile_svg(points: &[PercentilePoint]) -> String {
-    let mut o = format!("<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">");
-    axis_frame(&mut o, "latency (ms)", "percentile");
-    // x: log10(1/(1-p)), from 0 (p0) to 5 (p99.999).
-    let x_of = |p: f64| {
-        let v = (1.0 / (1.0 - (p / 100.0).min(0.99999))).log10().min(5.0);
-        PAD + v / 5.0 * (W - PAD - 20.0)
-    };
-    let max = points
-        .iter()
-        .map(|p| p.latency_us)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let y_of = |us: u64| H - PAD - us as f64 / max * (H - PAD - 20.0);
-    let path: Vec<String> = points
-        .iter()
-        .map(|p| format!("{:.1},{:.1}", x_of(p.percentile), y_of(p.latency_us)))
-        .collect();
-    let _ = write!(
-        o,
-        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>",
-        path.join(" ")
-    );
-    for (label, p) in [
-        ("50", 50.0),
-        ("90", 90.0),
-        ("99", 99.0),
-        ("99.9", 99.9),
-        ("99.99", 99.99),
-        ("99.999", 99.999),
-    ] {
-        let _ = write!(
-            o,
-            "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{label}</text>",
-            x_of(p),
-            H - PAD + 15.0
-        );
-    }
-    let _ = write!(
-        o,
-        "<text x=\"{}\" y=\"24\" font-size=\"11\" text-anchor=\"end\">{:.3} ms</text></svg>",
-        PAD - 4.0,
-        max / 1000.0
-    );
-    o
-}
-
-fn timeline_svg(points: &[TimelinePoint]) -> String {
-    let mut o = format!("<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">");
-    axis_frame(
-        &mut o,
-        "messages/s (p99 ms in red, own scale)",
-        "second of the run",
-    );
-    let n = points.len().max(2) as f64;
-    let x_of = |i: usize| PAD + i as f64 / (n - 1.0) * (W - PAD - 20.0);
-    let top = points
-        .iter()
-        .map(|p| p.sent.max(p.received))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let top_p99 = points.iter().map(|p| p.p99_us).max().unwrap_or(1).max(1) as f64;
-    let y_of = |v: f64, top: f64| H - PAD - v / top * (H - PAD - 20.0);
-    for (color, f) in [
-        (
-            "#2ca02c",
-            Box::new(|p: &TimelinePoint| p.sent as f64 / top) as Box<dyn Fn(&TimelinePoint) -> f64>,
-        ),
-        (
-            "#1f77b4",
-            Box::new(|p: &TimelinePoint| p.received as f64 / top),
-        ),
-        (
-            "#d62728",
-            Box::new(|p: &TimelinePoint| p.p99_us as f64 / top_p99),
-        ),
-    ] {
-        let pts: Vec<String> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", x_of(i), y_of(f(p), 1.0)))
-            .collect();
-        let _ = write!(
-            o,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            pts.join(" ")
-        );
-    }
-    let _ = write!(
-        o,
-        "<text x=\"{}\" y=\"24\" font-size=\"11\" text-anchor=\"end\">{:.0}/s</text>\
-         <text x=\"{}\" y=\"14\" font-size=\"11\" fill=\"#2ca02c\">sent</text>\
-         <text x=\"{}\" y=\"14\" font-size=\"11\" fill=\"#1f77b4\">received</text>\
-         <text x=\"{}\" y=\"14\" font-size=\"11\" fill=\"#d62728\">p99 (max {:.1} ms)</text></svg>",
-        PAD - 4.0,
-        top,
-        PAD + 10.0,
-        PAD + 60.0,
-        PAD + 140.0,
-        top_p99 / 1000.0
-    );
-    o
 }

@@ -178,6 +178,8 @@ pub struct CoreResult {
     /// Ready members per room index.
     pub members: Vec<u64>,
     pub frames: u64,
+    /// Frames that carried more than one message.
+    pub batched_frames: u64,
     /// CPU seconds this core used between the start and the end of the run.
     pub cpu_secs: f64,
     pub wall_secs: f64,
@@ -216,6 +218,7 @@ impl CoreResult {
             accounting_overflowed: false,
             members: vec![0; rooms],
             frames: 0,
+            batched_frames: 0,
             cpu_secs: 0.0,
             wall_secs: 0.0,
         }
@@ -436,6 +439,7 @@ async fn conn_task(core: Rc<Core>, index: usize, plan: ConnPlan) -> Option<RunCo
         index,
         room: plan.room,
         publisher: plan.publisher,
+        batched_frames: 0,
     })
 }
 
@@ -522,14 +526,14 @@ async fn connect_and_join(
     }
     core.shared.connected.fetch_add(1, Relaxed);
     if let Some(greeting) = cfg.protocol.greeting() {
-        wait_for_text(&mut conn, greeting).await?;
+        wait_for_text(&mut conn, &cfg.protocol, greeting).await?;
     }
     if let Some((hello, ack)) = cfg.protocol.hello() {
         let mask = conn.masks.next_mask();
         let mut frame = Vec::new();
         write_masked(&mut frame, OP_TEXT, hello, mask);
         conn.send_all(&frame).await?;
-        wait_for_text(&mut conn, ack).await?;
+        wait_for_text(&mut conn, &cfg.protocol, ack).await?;
     }
     if let (Some(room), Some(_)) = (room, plan.room) {
         if let Some(join) = cfg.protocol.join(room, index) {
@@ -538,15 +542,16 @@ async fn connect_and_join(
             write_masked(&mut frame, OP_TEXT, &join, mask);
             conn.send_all(&frame).await?;
             if let Some(joined) = cfg.protocol.joined() {
-                wait_for_text(&mut conn, joined).await?;
+                wait_for_text(&mut conn, &cfg.protocol, joined).await?;
             }
         }
     }
     Ok(conn)
 }
 
-/// Reads frames until a text frame containing `needle`; a close fails the setup.
-async fn wait_for_text(conn: &mut Conn, needle: &str) -> io::Result<()> {
+/// Reads frames until a text frame containing `needle`; a close or a refusal (see
+/// [`Protocol::refusal`]) fails the setup at once.
+async fn wait_for_text(conn: &mut Conn, protocol: &Protocol, needle: &str) -> io::Result<()> {
     let finder = memchr::memmem::Finder::new(needle.as_bytes());
     loop {
         while let Some(f) = next_frame(&conn.partial) {
@@ -555,6 +560,11 @@ async fn wait_for_text(conn: &mut Conn, needle: &str) -> io::Result<()> {
                 OP_TEXT if finder.find(payload).is_some() => {
                     conn.partial.drain(..f.header_len + f.payload_len);
                     return Ok(());
+                }
+                OP_TEXT => {
+                    if let Some(why) = protocol.refusal(payload) {
+                        return Err(setup_failure(why));
+                    }
                 }
                 OP_CLOSE => {
                     let code = event_loop::close_code(payload);

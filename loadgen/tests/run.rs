@@ -100,6 +100,9 @@ fn exact_accounting_against_corecast_counts_messages_inside_batches() {
         "{} frames",
         r.frames_received
     );
+    // ... and the summary says the server batches.
+    assert!(r.batched_frames > 0, "{}", r.table());
+    assert!(r.table().contains("the server batches"), "{}", r.table());
     assert!(r.latency_us.count > 0);
     srv.shutdown().unwrap();
 }
@@ -216,6 +219,9 @@ fn json_has_the_documented_schema() {
     }
     assert!(v["client_cpu"]["busy"].is_array());
     assert_eq!(v["scenario"], "broadcast");
+    // Batching off: every message a frame of its own, and nothing said about batching.
+    assert_eq!(v["batched_frames"], 0);
+    assert!(!r.table().contains("batching"), "{}", r.table());
     assert!(r.hgrm().contains("Percentile"));
     let html = r.html();
     assert!(html.contains("<svg") && html.contains("</html>"));
@@ -275,4 +281,125 @@ fn the_cli_prints_json_and_gates_on_thresholds() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("p99"));
     srv.shutdown().unwrap();
+}
+
+/// Runs the loadgen binary; returns (exit code, stdout, stderr, seconds taken).
+fn cli(args: &[&str]) -> (Option<i32>, String, String, f64) {
+    let began = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        began.elapsed().as_secs_f64(),
+    )
+}
+
+fn short_fanout(url: &str) -> Vec<String> {
+    [
+        "fanout",
+        "--url",
+        url,
+        "--conns",
+        "4",
+        "--rooms",
+        "1",
+        "--publishers",
+        "1",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--drain",
+        "0.2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn runs_that_measured_nothing_fail_and_say_why() {
+    // Nothing listening.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let args = short_fanout(&format!("ws://{free}/ws"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err, _) = cli(&args);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("4 of 4 connections failed (4 x refused)"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was expected"), "{err}");
+    assert!(
+        out.contains("nothing expected") && !out.contains("100.0000%"),
+        "{out}"
+    );
+
+    // Every upgrade refused with 401.
+    let srv = corecast::Server::start(corecast::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        pin: false,
+        auth_secret: Some("secret-0123456789abcdef".into()),
+        allow_anonymous: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let args = short_fanout(&format!("ws://{}/ws", srv.local_addr()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err, _) = cli(&args);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("4 x HTTP/1.1 401 Unauthorized"), "{err}");
+    srv.shutdown().unwrap();
+
+    // Every join refused (guests may not join): said at once, with the server's code.
+    let srv = corecast::Server::start(corecast::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        pin: false,
+        allow_anonymous: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let args = short_fanout(&format!("ws://{}/ws", srv.local_addr()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err, secs) = cli(&args);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("4 x refused by the server: error auth_required"),
+        "{err}"
+    );
+    assert!(out.contains("0 ready / 4 attempted, 4 upgraded"), "{out}");
+    assert!(secs < 5.0, "waited {secs} s for a refusal");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn connect_runs_report_connections_only_and_conns_0_is_named() {
+    let srv = corecast(0);
+    let url = format!("ws://{}/ws", srv.local_addr());
+    let (code, out, err, _) = cli(&["connect", "--url", &url, "--conns", "5", "--hold", "0.2"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("5 ready / 5 attempted"), "{out}");
+    assert!(
+        !out.contains("delivered") && !out.contains("latency ms"),
+        "{out}"
+    );
+    srv.shutdown().unwrap();
+
+    for scenario in ["connect", "echo", "fanout", "broadcast"] {
+        let (code, _, err, _) = cli(&[scenario, "--url", &url, "--conns", "0"]);
+        assert_eq!(code, Some(2), "{scenario}: {err}");
+        assert!(
+            err.contains("conns: must be at least 1"),
+            "{scenario}: {err}"
+        );
+    }
 }

@@ -21,13 +21,18 @@ fn push_ref(out: &mut Vec<u8>, reference: Option<&[u8]>) {
     }
 }
 
-/// `connection:established {connectionId, shard}`: the first frame on every connection.
-pub fn established(connection_id: u64, shard: usize) -> Bytes {
+/// `connection:established {connectionId, shard, user?}`: the first frame on every
+/// connection; `user` (`{userId, username}`) when the handshake's token named one.
+pub fn established(connection_id: u64, shard: usize, user: Option<&[u8]>) -> Bytes {
     frame(|o| {
         o.extend_from_slice(b"{\"type\":\"connection:established\",\"connectionId\":");
         push_u64(o, connection_id);
         o.extend_from_slice(b",\"shard\":");
         push_u64(o, shard as u64);
+        if let Some(user) = user {
+            o.extend_from_slice(b",\"user\":");
+            o.extend_from_slice(user);
+        }
         o.push(b'}');
     })
 }
@@ -433,10 +438,15 @@ mod tests {
     #[test]
     fn events_are_valid_json() {
         assert_eq!(
-            payload(&established(7, 1)),
+            payload(&established(7, 1, None)),
             json!({"type":"connection:established","connectionId":7,"shard":1})
         );
         let alice = br#"{"userId":"u1","username":"alice"}"#;
+        assert_eq!(
+            payload(&established(7, 1, Some(alice))),
+            json!({"type":"connection:established","connectionId":7,"shard":1,
+                   "user":{"userId":"u1","username":"alice"}})
+        );
         let m = message_new("a", 1, alice, b"\"hi\"", 5);
         assert_eq!(
             payload(&joined(

@@ -80,9 +80,11 @@ pub struct Parsed<'v> {
 /// An application error: answered with `error {code, message, ref?}`; the connection stays.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppError {
-    #[error("message is not valid JSON: {reason}")]
+    #[error(
+        "message is not valid JSON ({reason}); send one JSON object, e.g. {{\"type\":\"room:list\"}}"
+    )]
     BadJson { reason: String },
-    #[error("message must be a JSON object")]
+    #[error("message must be a JSON object, e.g. {{\"type\":\"room:list\"}}")]
     NotAnObject,
     #[error("missing field `{field}`")]
     MissingField { field: &'static str },
@@ -164,13 +166,29 @@ impl AppError {
     }
 }
 
+// The bounds' error texts name these values.
+const _: () = assert!(ROOM_MEMBERS_MAX == 100_000 && HISTORY_PAGE_MAX == 100);
+
 /// Parses the JSON text of one message in place (simd-json rewrites `text`).
 pub fn parse_json<'t>(
     text: &'t mut [u8],
     buffers: &mut simd_json::Buffers,
 ) -> Result<Value<'t>, AppError> {
+    // A message is one object: say so before the parser words it in its own states.
+    let trimmed = text.trim_ascii();
+    if trimmed.first() != Some(&b'{') {
+        return Err(AppError::NotAnObject);
+    }
+    if trimmed.last() != Some(&b'}') {
+        return Err(AppError::BadJson {
+            reason: "it ends before its closing `}`".into(),
+        });
+    }
     simd_json::to_borrowed_value_with_buffers(text, buffers).map_err(|e| AppError::BadJson {
-        reason: e.to_string(),
+        reason: match e.character() {
+            Some(c) if !c.is_control() => format!("invalid near byte {} (`{c}`)", e.index()),
+            _ => format!("invalid near byte {}", e.index()),
+        },
     })
 }
 
@@ -257,6 +275,13 @@ pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
                 }),
             }
         };
+        // Any value outside `lo..=hi` (0, -1, 1.5, "5") is the same mistake, worded once.
+        let opt_in =
+            |field: &'static str, lo: u64, hi: u64, expected: &'static str| match opt_u64(field) {
+                Ok(None) => Ok(None),
+                Ok(Some(n)) if (lo..=hi).contains(&n) => Ok(Some(n)),
+                _ => Err(AppError::InvalidField { field, expected }),
+            };
         let content = || {
             obj.get("content")
                 .ok_or(AppError::MissingField { field: "content" })
@@ -270,16 +295,13 @@ pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
             }
             "room:create" => {
                 let room = room()?;
-                let max_users = match opt_u64("maxUsers")? {
-                    None => None,
-                    Some(n) if n >= 1 && n <= ROOM_MEMBERS_MAX as u64 => Some(n as u32),
-                    Some(_) => {
-                        return Err(AppError::InvalidField {
-                            field: "maxUsers",
-                            expected: "an integer from 1 to the members-per-room limit",
-                        })
-                    }
-                };
+                let max_users = opt_in(
+                    "maxUsers",
+                    1,
+                    ROOM_MEMBERS_MAX as u64,
+                    "an integer from 1 to 100000",
+                )?
+                .map(|n| n as u32);
                 Ok(ClientMessage::Create {
                     room,
                     description: opt_str("description", ROOM_DESCRIPTION_BYTES_MAX)?,
@@ -303,16 +325,13 @@ pub fn interpret<'v>(value: &'v Value<'v>) -> Parsed<'v> {
             }
             "message:history" => {
                 let room = room()?;
-                let limit = match opt_u64("limit")? {
-                    None => HISTORY_PAGE_DEFAULT,
-                    Some(n) if n >= 1 && n <= HISTORY_PAGE_MAX as u64 => n as usize,
-                    Some(_) => {
-                        return Err(AppError::InvalidField {
-                            field: "limit",
-                            expected: "an integer from 1 to 100",
-                        })
-                    }
-                };
+                let limit = opt_in(
+                    "limit",
+                    1,
+                    HISTORY_PAGE_MAX as u64,
+                    "an integer from 1 to 100",
+                )?
+                .map_or(HISTORY_PAGE_DEFAULT, |n| n as usize);
                 Ok(ClientMessage::History {
                     room,
                     limit,
@@ -527,6 +546,33 @@ mod tests {
             "missing_field"
         );
         assert_eq!(code(r#"{"type":"auth:login"}"#), "missing_field");
+    }
+
+    #[test]
+    fn mistakes_are_worded_for_the_sender() {
+        let text = |t: &str| with(t, |p| p.message.unwrap_err().to_string());
+        let object = "message must be a JSON object, e.g. {\"type\":\"room:list\"}";
+        for t in ["not json", "", "[1,2]", " \"hi\" ", "5"] {
+            assert_eq!(text(t), object, "{t:?}");
+        }
+        assert_eq!(
+            text(r#"{"type":"room:list""#),
+            "message is not valid JSON (it ends before its closing `}`); send one JSON \
+             object, e.g. {\"type\":\"room:list\"}"
+        );
+        assert!(text(r#"{not json}"#).contains("invalid near byte 1 (`n`)"));
+        let same = text(r#"{"type":"message:history","room":"a","limit":0}"#);
+        for other in ["-1", "101", "1.5", "\"5\""] {
+            let t = format!(r#"{{"type":"message:history","room":"a","limit":{other}}}"#);
+            assert_eq!(text(&t), same, "limit {other}");
+        }
+        assert_eq!(same, "field `limit` must be an integer from 1 to 100");
+        let zero = text(r#"{"type":"room:create","room":"a","maxUsers":0}"#);
+        assert_eq!(
+            text(r#"{"type":"room:create","room":"a","maxUsers":-1}"#),
+            zero
+        );
+        assert!(zero.contains("from 1 to 100000"), "{zero}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
@@ -30,13 +31,13 @@ fn same_key(given: &str, expected: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The body: the `leftover` bytes that came with the head, then reads until `len` bytes are
+/// in (a body may arrive in any number of segments, long after its head).
 async fn read_body(stream: &mut Stream, mut body: Vec<u8>, len: usize) -> Option<Vec<u8>> {
     assert!(len <= API_BODY_BYTES_MAX, "checked with the head");
-    body.resize(len.max(body.len()), 0);
-    let mut have = body.len().min(len);
-    if body.len() > len {
-        body.truncate(len);
-    }
+    body.truncate(len);
+    let mut have = body.len();
+    body.resize(len, 0);
     while have < len {
         match stream.read(&mut body[have..]).await {
             Ok(0) | Err(_) => return None,
@@ -46,7 +47,8 @@ async fn read_body(stream: &mut Stream, mut body: Vec<u8>, len: usize) -> Option
     Some(body)
 }
 
-/// Serves one API request; `leftover` holds the body bytes read with the head.
+/// Serves one API request; `leftover` holds the body bytes read with the head. The whole
+/// request must be in by `deadline` (the handshake timeout, counted from the accept).
 pub async fn serve(
     shard: Rc<RefCell<Shard>>,
     mut stream: Stream,
@@ -54,11 +56,10 @@ pub async fn serve(
     api_key: Option<String>,
     content_length: usize,
     leftover: Vec<u8>,
+    deadline: Instant,
 ) {
-    let (expected, timeout) = {
-        let sh = shard.borrow();
-        (sh.config.api_key.clone(), sh.config.handshake_timeout())
-    };
+    let expected = shard.borrow().config.api_key.clone();
+    let timeout = deadline.saturating_duration_since(Instant::now());
     let answer = match (&expected, &api_key) {
         (None, _) => error(404, "Not Found", "api_disabled", "no api-key is set"),
         (Some(e), Some(k)) if same_key(k, e) => {

@@ -36,6 +36,11 @@ pub struct Reader {
     pub partial: Vec<u8>,
     /// A protocol error made the byte stream meaningless: discard input until the end.
     pub broken: bool,
+    /// A protocol error closed the connection but left the framing intact (a binary or
+    /// oversized message, bad UTF-8): frames are still parsed, only to find the peer's close.
+    pub draining: bool,
+    /// Bytes of a frame being skipped while `draining` that have not arrived yet.
+    pub skip: usize,
 }
 
 impl Reader {
@@ -44,6 +49,8 @@ impl Reader {
             assembler: Assembler::new(max_message_bytes),
             partial: Vec::new(),
             broken: false,
+            draining: false,
+            skip: 0,
         }
     }
 

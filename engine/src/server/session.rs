@@ -21,16 +21,17 @@ use super::shard::{unix_ms, Shard};
 use super::shard_msg::{ShardMsg, Upgrade};
 use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
 use crate::protocol::close;
-use crate::protocol::frame::{apply_mask, decode_header, server_frame, OP_PONG};
+use crate::protocol::frame::{apply_mask, decode_header, server_frame, Header, OP_PONG};
 use crate::protocol::handshake::{
     accept_response, choose_protocol, http_response, parse_request, HandshakeError, Route,
 };
-use crate::protocol::Incoming;
+use crate::protocol::{Incoming, ProtocolError};
 use crate::runtime::{
     self, close_fd, owner_shard, peer_ip, recv_now, reset_fd, sleep, unsent_bytes, Stream,
     EVENTS_PER_WAIT_MAX,
 };
 use crate::users::{verify_token, TokenBucket, User, Verdict, Verified};
+use tungstenite::protocol::frame::coding::{Control, OpCode};
 
 use super::connection::{Phase, Reader};
 
@@ -78,6 +79,7 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
         let sh = shard.borrow();
         (sh.config.handshake_timeout(), sh.shards, sh.id)
     };
+    let deadline = Instant::now() + timeout;
     let head = futures_lite::future::or(read_head(&mut stream), async {
         sleep(timeout).await;
         Head::Gone
@@ -124,7 +126,8 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             api_key,
             content_length,
         } => {
-            api::serve(shard, stream, endpoint, api_key, content_length, leftover).await;
+            let (key, len) = (api_key, content_length);
+            api::serve(shard, stream, endpoint, key, len, leftover, deadline).await;
         }
         Route::WebSocket {
             key,
@@ -481,6 +484,9 @@ impl Shard {
         let max = self.config.max_message_bytes;
         let mut reader = std::mem::replace(&mut self.conns[key].reader, Reader::new(max));
         if !reader.broken {
+            let skipped = reader.skip.min(data.len());
+            reader.skip -= skipped;
+            let data = &mut data[skipped..];
             let from_partial = !reader.partial.is_empty();
             let mut partial = std::mem::take(&mut reader.partial);
             if from_partial {
@@ -506,15 +512,36 @@ impl Shard {
     fn frames(&mut self, key: usize, reader: &mut Reader, buf: &mut [u8], now: Instant) -> usize {
         let mut pos = 0;
         loop {
-            let header = match decode_header(&buf[pos..], reader.assembler.frame_payload_max()) {
+            let max = if reader.draining {
+                usize::MAX // Skipped, never buffered.
+            } else {
+                reader.assembler.frame_payload_max()
+            };
+            let header = match decode_header(&buf[pos..], max) {
                 Ok(Some(h)) => h,
                 Ok(None) => return pos,
+                Err(e) if matches!(e, ProtocolError::MessageTooLarge { .. }) => {
+                    // Too large, yet a well-formed header: the frame can be skipped.
+                    reader.draining = true;
+                    self.protocol_error(key, &e);
+                    continue;
+                }
                 Err(e) => {
                     reader.broken = true;
-                    self.protocol_error(key, &e);
+                    if !reader.draining {
+                        self.protocol_error(key, &e);
+                    }
                     return buf.len();
                 }
             };
+            if reader.draining {
+                let (consumed, more) = self.drain_frame(key, reader, &header, buf.len() - pos);
+                pos += consumed;
+                if !more {
+                    return pos;
+                }
+                continue;
+            }
             if buf.len() - pos < header.frame_len() {
                 return pos;
             }
@@ -528,9 +555,9 @@ impl Shard {
             let open = self.conns[key].phase == Phase::Open;
             match reader.assembler.on_frame(&header, payload) {
                 Err(e) => {
-                    reader.broken = true;
+                    // This frame was well-formed, so the next one's start is known.
+                    reader.draining = true;
                     self.protocol_error(key, &e);
-                    return buf.len();
                 }
                 Ok(None) | Ok(Some(Incoming::Pong)) => {}
                 Ok(Some(Incoming::Text(text))) => {
@@ -551,6 +578,33 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// While draining, the frame `header` with `have` bytes of it at hand: skips it, or ends
+    /// the connection at the peer's close. Returns the bytes consumed and whether to go on
+    /// with the next frame.
+    fn drain_frame(
+        &mut self,
+        key: usize,
+        reader: &mut Reader,
+        header: &Header,
+        have: usize,
+    ) -> (usize, bool) {
+        let whole = have >= header.frame_len();
+        if header.opcode != OpCode::Control(Control::Close) {
+            if whole {
+                return (header.frame_len(), true);
+            }
+            reader.skip = header.frame_len() - have;
+            return (have, false);
+        }
+        if !whole {
+            return (0, false); // At most 131 bytes: wait for all of it.
+        }
+        // The peer's answer to our close: the close handshake is complete.
+        self.on_peer_close(key, None);
+        reader.broken = true;
+        (have, false)
     }
 }
 

@@ -214,7 +214,8 @@ impl Shard {
         ));
         self.stats.connections.fetch_add(1, RELAXED);
         self.stats.connections_total.fetch_add(1, RELAXED);
-        self.enqueue(key, event::established(id, self.id));
+        let named = user.as_deref().map(User::json);
+        self.enqueue(key, event::established(id, self.id, named));
         if let Some(user) = user {
             self.attach_user(key, user, None);
         }

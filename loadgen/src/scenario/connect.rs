@@ -15,6 +15,7 @@ impl Scenario for Connect {
     }
 
     fn plan(&self) -> Result<Plan, Error> {
+        super::check_conns(self.conns)?;
         Ok(Plan {
             rooms: Vec::new(),
             room_publishers: Vec::new(),

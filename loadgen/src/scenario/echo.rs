@@ -17,6 +17,7 @@ impl Scenario for Echo {
     }
 
     fn plan(&self) -> Result<Plan, Error> {
+        super::check_conns(self.conns)?;
         if self.rate.is_nan() || self.rate <= 0.0 {
             return Err(Error::Option {
                 name: "rate",

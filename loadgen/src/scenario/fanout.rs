@@ -20,6 +20,7 @@ impl Scenario for Fanout {
     }
 
     fn plan(&self) -> Result<Plan, Error> {
+        super::check_conns(self.conns)?;
         if self.rooms == 0 || self.rooms > self.conns {
             return Err(Error::Option {
                 name: "rooms",
@@ -103,5 +104,7 @@ mod tests {
         assert!(f(10, 0, 1).plan().is_err());
         assert!(f(10, 11, 1).plan().is_err());
         assert!(f(10, 1, 11).plan().is_err());
+        let none = f(0, 1, 0).plan().unwrap_err().to_string();
+        assert!(none.contains("conns"), "{none}");
     }
 }

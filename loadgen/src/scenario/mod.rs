@@ -52,6 +52,17 @@ impl Plan {
     }
 }
 
+/// Every scenario needs a connection to measure anything.
+fn check_conns(conns: usize) -> Result<(), Error> {
+    if conns == 0 {
+        return Err(Error::Option {
+            name: "conns",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
 /// A scenario of the load generator.
 pub trait Scenario {
     fn name(&self) -> &'static str;
