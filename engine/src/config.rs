@@ -42,6 +42,11 @@ pub struct Config {
     pub history_messages: usize,
     /// Largest `content` of a chat or direct message, in bytes of JSON.
     pub max_content_bytes: usize,
+    /// An owned room with no members is forgotten (with its history) after this long, in
+    /// seconds.
+    pub room_ttl_secs: u64,
+    /// Whether guests (connections not logged in) may `room:create`.
+    pub guests_create_rooms: bool,
     /// Bytes of history one room keeps (oldest dropped first).
     pub history_bytes_per_room: usize,
     /// Bytes of history a shard's rooms keep together (the quietest rooms' oldest dropped
@@ -106,6 +111,8 @@ impl Default for Config {
             ping_interval_ms: PING_INTERVAL_DEFAULT.as_millis() as u64,
             history_messages: HISTORY_MESSAGES_DEFAULT,
             max_content_bytes: CONTENT_BYTES_DEFAULT,
+            room_ttl_secs: ROOM_TTL_DEFAULT.as_secs(),
+            guests_create_rooms: false,
             history_bytes_per_room: HISTORY_BYTES_PER_ROOM_DEFAULT,
             history_bytes_per_shard: HISTORY_BYTES_PER_SHARD_DEFAULT,
             rate_limit: "game".into(),
@@ -152,6 +159,10 @@ impl Config {
     /// The parsed `rate-limit` (None: off). Valid after [`Config::validate`].
     pub fn rate_limit(&self) -> Option<RateLimit> {
         RateLimit::parse(&self.rate_limit).expect("validated")
+    }
+
+    pub fn room_ttl(&self) -> Duration {
+        Duration::from_secs(self.room_ttl_secs)
     }
 
     pub fn message_timeout(&self) -> Duration {
@@ -267,6 +278,9 @@ impl Config {
         }
         if self.away_after_ms == 0 {
             return setting("away-after-ms", "must be positive".into());
+        }
+        if self.room_ttl_secs == 0 {
+            return setting("room-ttl-secs", "must be positive".into());
         }
         if self.max_frames_per_sec == 0 {
             return setting("max-frames-per-sec", "must be positive".into());

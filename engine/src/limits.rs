@@ -178,6 +178,22 @@ pub const ROOM_MEMBERS_MAX: usize = 100_000;
 /// many busy rooms should keep fewer messages per room.
 pub const ROOMS_PER_SHARD_MAX: usize = 100_000;
 
+/// Default time an owned room with no members is kept, with its history and settings, before
+/// it is forgotten (`--room-ttl-secs`): rooms were kept forever, so guests could fill a
+/// shard's table with rooms they left.
+pub const ROOM_TTL_DEFAULT: Duration = Duration::from_secs(3600);
+
+/// Empty rooms one housekeeping tick forgets at most, so a tick stays short; the rest wait
+/// for the next tick (four a second).
+pub const ROOMS_EXPIRED_PER_TICK_MAX: usize = 1000;
+
+/// Rooms one connection may make with `room:create` (`room_quota`).
+pub const ROOMS_CREATED_PER_CONNECTION_MAX: u32 = 10;
+
+/// Rooms one user (or guest) may have made on each shard and not yet expired (`room_quota`):
+/// 199,625 `room:create` from one guest once filled a shard's table.
+pub const ROOMS_CREATED_PER_USER_MAX: u32 = 50;
+
 /// Default number of messages kept per room (`--history-messages`), as seed 001 keeps.
 pub const HISTORY_MESSAGES_DEFAULT: usize = 1000;
 

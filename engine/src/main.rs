@@ -109,6 +109,13 @@ struct Cli {
     /// A user whose devices were all idle this long goes away, in ms [default: 300000].
     #[arg(long, env = "CORECAST_AWAY_AFTER_MS")]
     away_after_ms: Option<u64>,
+    /// An owned room with no members is forgotten, with its history, after this long, in
+    /// seconds [default: 3600].
+    #[arg(long, env = "CORECAST_ROOM_TTL_SECS")]
+    room_ttl_secs: Option<u64>,
+    /// Whether guests (not logged in) may room:create [default: false].
+    #[arg(long, env = "CORECAST_GUESTS_CREATE_ROOMS")]
+    guests_create_rooms: Option<bool>,
     /// Bytes of history one room keeps, oldest dropped first [default: 1048576].
     #[arg(long, env = "CORECAST_HISTORY_BYTES_PER_ROOM")]
     history_bytes_per_room: Option<usize>,
@@ -200,6 +207,8 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, String)> {
         allow_anonymous,
         away_after_ms,
         max_frames_per_sec,
+        room_ttl_secs,
+        guests_create_rooms,
         history_bytes_per_room,
         history_bytes_per_shard,
         message_timeout_ms,

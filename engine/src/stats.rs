@@ -85,6 +85,10 @@ counters! {
     history_bytes,
     /// Messages dropped from the quietest rooms' history to keep the shard's budget.
     history_trimmed,
+    /// Empty rooms forgotten after `--room-ttl-secs`.
+    rooms_expired,
+    /// Empty rooms forgotten early to make way in a full room table.
+    rooms_evicted,
     /// Pongs that replaced one still waiting to be sent (a ping flood costs no memory).
     pongs_conflated,
     /// Sockets reset at close because the peer left bytes unread past the close linger.

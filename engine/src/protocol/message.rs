@@ -129,6 +129,10 @@ pub enum AppError {
         window_ms: u64,
         retry_ms: u64,
     },
+    #[error("at most {max} rooms may be made by one {by}")]
+    RoomQuota { by: &'static str, max: u32 },
+    #[error("log in to create rooms: guests may not (--guests-create-rooms)")]
+    GuestsCannotCreate,
     #[error("request budget of this {budget} spent; retry in {retry_ms} ms")]
     Throttled { budget: &'static str, retry_ms: u64 },
     #[error("no user `{user}`")]
@@ -160,6 +164,8 @@ impl AppError {
             AppError::RoomLimit { .. } => "room_limit",
             AppError::ContentTooLarge { .. } => "content_too_large",
             AppError::RateLimited { .. } | AppError::Throttled { .. } => "rate_limited",
+            AppError::RoomQuota { .. } => "room_quota",
+            AppError::GuestsCannotCreate => "auth_required",
             AppError::UnknownUser { .. } => "unknown_user",
             AppError::Busy { .. } => "busy",
         }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use slab::Slab;
 
@@ -65,6 +66,11 @@ pub struct Ownership {
     /// When the room last kept a message, in the table's order of pushes (0: holds none in
     /// the shard's history budget). The quietest rooms lose their history first.
     pub history_stamp: u64,
+    /// Since when the room has had no member anywhere (None: it has members). Empty rooms
+    /// are forgotten after `--room-ttl-secs`.
+    pub empty_since: Option<Instant>,
+    /// The user (or guest) who made it with `room:create`; None for a room made by a join.
+    pub created_by: Option<Arc<str>>,
     /// Newest message id each user marked read.
     pub read_marks: HashMap<Arc<str>, u64>,
     pub typing: Typing,
@@ -83,6 +89,8 @@ impl Ownership {
             guests: 0,
             history,
             history_stamp: 0,
+            empty_since: None,
+            created_by: None,
             read_marks: HashMap::new(),
             typing: Typing::default(),
         }
@@ -107,6 +115,7 @@ impl Ownership {
         status: Status,
         now_ms: u64,
     ) -> bool {
+        self.empty_since = None;
         if let Some(m) = self.members.get_mut(&conn_id) {
             m.joins += 1;
             return false;

@@ -113,6 +113,8 @@ pub struct Conn {
     pub ip: Option<IpAddr>,
     /// Last typing state and read mark per room, for conflation.
     pub conversation: Conversation,
+    /// Rooms this connection asked to make (`room:create`), for its quota.
+    pub rooms_created: u32,
     /// Cut off as a slow consumer (its close frame may never leave).
     pub cut: bool,
     /// The close handshake ran out of time: if the kernel still holds bytes for the peer,
@@ -163,6 +165,7 @@ impl Conn {
             incomplete_since: None,
             frame_bucket: None,
             request_bucket: None,
+            rooms_created: 0,
             ip: None,
             conversation: Conversation::default(),
             cut: false,

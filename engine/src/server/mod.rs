@@ -10,6 +10,7 @@ mod connection;
 mod fanout_chunks;
 mod frame_chunk;
 mod http;
+mod room_expiry;
 mod room_ops;
 mod send_queue;
 mod session;

@@ -17,6 +17,7 @@ use super::connection::Phase;
 use super::shard::{unix_ms, Shard};
 use super::shard_msg::{shard_of, ConnRef, CreateRoom, RoomQuery, ShardMsg};
 use crate::limits::{
+    ROOMS_CREATED_PER_CONNECTION_MAX, ROOMS_CREATED_PER_USER_MAX,
     HISTORY_REPLY_BYTES_MAX, JOIN_RECENT_MESSAGES, MENTIONS_PER_MESSAGE_MAX,
     ROOMS_PER_CONNECTION_MAX, ROOMS_PER_SHARD_MAX, ROOM_LIST_GATHERS_MAX, ROOM_LIST_MAX,
     ROOM_MEMBERS_MAX, ROOM_USERS_LISTED_MAX, TYPING_TTL, TYPING_USERS_SHOWN_MAX,
@@ -95,7 +96,18 @@ impl Shard {
         max_users: Option<u32>,
         reference: Option<&[u8]>,
     ) -> Result<(), AppError> {
-        let by = self.conns[key].speaker();
+        let c = &mut self.conns[key];
+        if !c.authenticated && !self.config.guests_create_rooms {
+            return Err(AppError::GuestsCannotCreate);
+        }
+        if c.rooms_created >= ROOMS_CREATED_PER_CONNECTION_MAX {
+            return Err(AppError::RoomQuota {
+                by: "connection",
+                max: ROOMS_CREATED_PER_CONNECTION_MAX,
+            });
+        }
+        c.rooms_created += 1;
+        let by = c.speaker();
         let conn = self.conn_ref(key);
         let room: Arc<str> = Arc::from(room);
         let settings = CreateRoom {
@@ -382,7 +394,8 @@ impl Shard {
         if let Some(rk) = self.rooms.key(room) {
             return Ok(rk);
         }
-        if self.rooms.len() >= ROOMS_PER_SHARD_MAX {
+        let now = Instant::now();
+        if self.rooms.len() >= ROOMS_PER_SHARD_MAX && !self.evict_empty_room(now) {
             return Err(AppError::RoomLimit {
                 max: ROOMS_PER_SHARD_MAX,
             });
@@ -396,6 +409,7 @@ impl Shard {
         let rk = self
             .rooms
             .get_or_insert_with(room, |name| Room::new(name, Some(ownership)));
+        self.note_if_empty(rk, now);
         self.count_rooms();
         Ok(rk)
     }
@@ -523,6 +537,7 @@ impl Shard {
             self.rooms.remove_if_disposable(rk);
             self.count_rooms();
         }
+        self.note_if_empty(rk, Instant::now());
     }
 
     pub(super) fn owner_publish(
@@ -733,6 +748,14 @@ impl Shard {
             };
             return self.refuse(conn, err, reference.as_deref());
         }
+        let made = self.rooms_created.get(&*by.id).copied().unwrap_or(0);
+        if made >= ROOMS_CREATED_PER_USER_MAX {
+            let err = AppError::RoomQuota {
+                by: "user",
+                max: ROOMS_CREATED_PER_USER_MAX,
+            };
+            return self.refuse(conn, err, reference.as_deref());
+        }
         let rk = match self.owned_room(&room) {
             Ok(rk) => rk,
             Err(e) => return self.refuse(conn, e, reference.as_deref()),
@@ -745,8 +768,11 @@ impl Shard {
             settings.max_users,
             reference.as_deref(),
         );
+        let creator: Arc<str> = Arc::from(&*by.id);
+        *self.rooms_created.entry(creator.clone()).or_insert(0) += 1;
         let o = self.ownership(rk);
         o.created = true;
+        o.created_by = Some(creator);
         o.info = RoomInfo {
             description: settings.description,
             password: settings.password,

@@ -102,6 +102,10 @@ pub struct Shard {
     pub budgets: Budgets,
     /// Addresses with connections here, with their request budgets.
     pub addresses: Addresses,
+    /// Owned rooms in the order they became empty, for their TTL (see `room_expiry`).
+    pub empty_rooms: VecDeque<super::room_expiry::EmptyRoom>,
+    /// Rooms each creator has made here and not yet expired (their `room:create` quota).
+    pub rooms_created: HashMap<Arc<str>, u32>,
     /// Frames per second a connection may send (`--max-frames-per-sec`).
     pub frame_limit: RateLimit,
     /// Bytes held for incomplete frames and messages over all connections (bounded by
@@ -154,6 +158,8 @@ impl Shard {
             rate_limit: config.rate_limit(),
             budgets: config.budgets(),
             addresses: Addresses::default(),
+            empty_rooms: VecDeque::new(),
+            rooms_created: HashMap::new(),
             frame_limit: RateLimit {
                 messages: config.max_frames_per_sec,
                 window: Duration::from_secs(1),
@@ -420,6 +426,7 @@ impl Shard {
             self.reap_later(key);
         }
         self.expire_incomplete(now);
+        self.expire_rooms(now);
         for key in ping {
             self.enqueue_control(key, server_frame(OP_PING, b""));
         }
