@@ -437,3 +437,52 @@ fn a_history_page_fits_the_askers_queue_and_pages_on() {
     assert_eq!(stats(&srv)["slow_consumer_closes"], 0);
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn guests_cannot_fill_the_room_table_or_squat_names() {
+    let srv = server(|c| c.room_ttl_secs = 1);
+    let addr = srv.local_addr();
+    let mut guest = Client::connect(addr, "/ws");
+    guest.expect_error(
+        json!({"type":"room:create","room":"support"}),
+        "auth_required",
+    );
+    // A logged-in user makes rooms up to the connection's quota.
+    let mut alice = Client::user(addr, "x", "alice");
+    for i in 0..10 {
+        alice.send(json!({"type":"room:create","room":format!("made-{i}")}));
+        assert_eq!(
+            alice.recv_type_or_error("room:created")["type"],
+            "room:created"
+        );
+    }
+    alice.expect_error(json!({"type":"room:create","room":"made-10"}), "room_quota");
+    // A room its users left is forgotten after the TTL, history and all.
+    guest.join("support");
+    guest.send(json!({"type":"message:send","room":"support","content":"hello"}));
+    guest.recv_type("message:new");
+    guest.send(json!({"type":"room:leave","room":"support"}));
+    guest.recv_type("room:left");
+    let started = Instant::now();
+    while stats(&srv)["rooms_expired"].as_u64().unwrap() < 11 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            stats(&srv)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rejoined = guest.join("support");
+    assert!(
+        rejoined["messages"].as_array().unwrap().is_empty(),
+        "{rejoined}"
+    );
+    // The creator's quota per shard came back with the expiry; the connection's did not.
+    let mut alice2 = Client::user(addr, "x", "alice");
+    alice2.send(json!({"type":"room:create","room":"made-0"}));
+    assert_eq!(
+        alice2.recv_type_or_error("room:created")["type"],
+        "room:created"
+    );
+    srv.shutdown().unwrap();
+}

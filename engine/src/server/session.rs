@@ -35,8 +35,11 @@ use tungstenite::protocol::frame::coding::{Control, OpCode};
 
 use super::connection::{Phase, Reader};
 
-/// Reads per poll before the session lets other tasks run.
-const READS_PER_POLL_MAX: usize = 8;
+/// Socket reads (of up to `READ_SCRATCH_BYTES`, 64 KiB) one connection gets per turn of the
+/// I/O loop before the others have theirs: a flooding peer delays everyone else on its shard
+/// by at most this much parsing per turn. With 8, four flooders of big messages held a
+/// bystander's round trip at 170 ms in a debug build.
+const READS_PER_POLL_MAX: usize = 1;
 
 /// Bytes kept for an incomplete frame beyond which the buffer is released once empty.
 const PARTIAL_KEEP_BYTES_MAX: usize = 4096;

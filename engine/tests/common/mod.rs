@@ -56,6 +56,22 @@ impl Client {
         Client::from_ws(ws)
     }
 
+    /// Connects from source address `from` (another loopback address, such as 127.0.0.2),
+    /// so the server sees a different peer than the other clients'.
+    pub fn connect_from(addr: SocketAddr, path: &str, from: std::net::IpAddr) -> Client {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .expect("bind the source address");
+        socket.connect(&addr.into()).expect("connects");
+        let stream: TcpStream = socket.into();
+        let url = format!("ws://{addr}{path}");
+        let (ws, _resp) =
+            tungstenite::client(url, MaybeTlsStream::Plain(stream)).expect("websocket connects");
+        Client::from_ws(ws)
+    }
+
     /// A client on a WebSocket connected by the test (with headers of its own); reads the
     /// greeting.
     pub fn from_ws(ws: WebSocket<MaybeTlsStream<TcpStream>>) -> Client {
