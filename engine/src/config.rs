@@ -217,49 +217,79 @@ impl Config {
                 max: SHARDS_MAX,
             });
         }
-        let setting = |name, reason: String| Err(Error::Setting { name, reason });
         if self.max_message_bytes < 64 || self.max_message_bytes > 64 * 1024 * 1024 {
             return setting("max-message-bytes", "must be between 64 and 64 MiB".into());
         }
-        if self.send_queue_bytes < self.max_message_bytes {
-            return setting(
-                "send-queue-bytes",
-                format!(
-                    "must be at least max-message-bytes ({})",
-                    self.max_message_bytes
-                ),
-            );
-        }
-        if self.batch_max > BATCH_MESSAGES_MAX {
-            return setting("batch-max", format!("must be at most {BATCH_MESSAGES_MAX}"));
-        }
-        if self.batch_window_ms > 10_000 {
-            return setting("batch-window-ms", "must be at most 10000".into());
-        }
-        if self.write_interval_ms > 1_000 {
-            return setting("write-interval-ms", "must be at most 1000".into());
-        }
-        if self.handshake_timeout_ms == 0 {
-            return setting("handshake-timeout-ms", "must be positive".into());
-        }
-        if self.history_messages > HISTORY_MESSAGES_MAX {
-            return setting(
+        let most = [
+            (
+                "batch-max",
+                self.batch_max as u64,
+                BATCH_MESSAGES_MAX as u64,
+            ),
+            ("batch-window-ms", self.batch_window_ms, 10_000),
+            ("write-interval-ms", self.write_interval_ms, 1_000),
+            (
                 "history-messages",
-                format!("must be at most {HISTORY_MESSAGES_MAX}"),
-            );
+                self.history_messages as u64,
+                HISTORY_MESSAGES_MAX as u64,
+            ),
+            (
+                "jwt-leeway-secs",
+                self.jwt_leeway_secs,
+                JWT_LEEWAY_MAX.as_secs(),
+            ),
+        ];
+        if let Some((name, _, max)) = most.into_iter().find(|&(_, v, max)| v > max) {
+            return setting(name, format!("must be at most {max}"));
         }
-        if self.max_content_bytes == 0 {
-            return setting("max-content-bytes", "must be positive".into());
+        let positive = [
+            ("handshake-timeout-ms", self.handshake_timeout_ms),
+            ("max-content-bytes", self.max_content_bytes as u64),
+            ("away-after-ms", self.away_after_ms),
+            ("room-ttl-secs", self.room_ttl_secs),
+            ("max-frames-per-sec", u64::from(self.max_frames_per_sec)),
+            ("message-timeout-ms", self.message_timeout_ms),
+            ("user-ttl-secs", self.user_ttl_secs),
+        ];
+        if let Some((name, _)) = positive.into_iter().find(|&(_, v)| v == 0) {
+            return setting(name, "must be positive".into());
         }
-        if self.history_bytes_per_shard < self.history_bytes_per_room {
-            return setting(
+        self.validate_sizes()?;
+        self.validate_words()
+    }
+
+    /// Budgets that must hold at least what they are budgets of.
+    fn validate_sizes(&self) -> Result<(), Error> {
+        let at_least = [
+            (
+                "send-queue-bytes",
+                self.send_queue_bytes,
+                "max-message-bytes",
+                self.max_message_bytes,
+            ),
+            (
+                "incomplete-bytes-per-shard",
+                self.incomplete_bytes_per_shard,
+                "max-message-bytes",
+                self.max_message_bytes,
+            ),
+            (
                 "history-bytes-per-shard",
-                format!(
-                    "must be at least history-bytes-per-room ({})",
-                    self.history_bytes_per_room
-                ),
-            );
+                self.history_bytes_per_shard,
+                "history-bytes-per-room",
+                self.history_bytes_per_room,
+            ),
+        ];
+        for (name, value, other, min) in at_least {
+            if value < min {
+                return setting(name, format!("must be at least {other} ({min})"));
+            }
         }
+        Ok(())
+    }
+
+    /// Settings written as words: rates, secrets, subprotocol names.
+    fn validate_words(&self) -> Result<(), Error> {
         for (name, value) in [
             ("rate-limit", &self.rate_limit),
             ("request-rate", &self.request_rate),
@@ -276,27 +306,6 @@ impl Config {
         if self.api_key.as_ref().is_some_and(|s| s.len() < 16) {
             return setting("api-key", "must be at least 16 bytes".into());
         }
-        if self.away_after_ms == 0 {
-            return setting("away-after-ms", "must be positive".into());
-        }
-        if self.room_ttl_secs == 0 {
-            return setting("room-ttl-secs", "must be positive".into());
-        }
-        if self.max_frames_per_sec == 0 {
-            return setting("max-frames-per-sec", "must be positive".into());
-        }
-        if self.message_timeout_ms == 0 {
-            return setting("message-timeout-ms", "must be positive".into());
-        }
-        if self.incomplete_bytes_per_shard < self.max_message_bytes {
-            return setting(
-                "incomplete-bytes-per-shard",
-                format!(
-                    "must be at least max-message-bytes ({})",
-                    self.max_message_bytes
-                ),
-            );
-        }
         if let Some(bad) = self
             .subprotocol_list()
             .into_iter()
@@ -305,15 +314,13 @@ impl Config {
             let reason = format!("`{bad}` is not a valid subprotocol name (an HTTP token)");
             return setting("subprotocols", reason);
         }
-        if self.user_ttl_secs == 0 {
-            return setting("user-ttl-secs", "must be positive".into());
-        }
-        if self.jwt_leeway_secs > JWT_LEEWAY_MAX.as_secs() {
-            let max = JWT_LEEWAY_MAX.as_secs();
-            return setting("jwt-leeway-secs", format!("must be at most {max}"));
-        }
         Ok(())
     }
+}
+
+/// A refused setting.
+fn setting(name: &'static str, reason: String) -> Result<(), Error> {
+    Err(Error::Setting { name, reason })
 }
 
 #[cfg(test)]

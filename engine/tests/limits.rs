@@ -486,3 +486,21 @@ fn guests_cannot_fill_the_room_table_or_squat_names() {
     );
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn healthz_shows_the_memory_bounds_the_server_runs_with() {
+    let srv = server(|c| {
+        c.history_bytes_per_shard = 8 << 20;
+        c.max_connections = 77;
+    });
+    let resp = common::http(srv.local_addr(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    let health: Value = serde_json::from_str(body).unwrap();
+    let limits = &health["limits"];
+    assert_eq!(limits["history_bytes_per_shard"], 8 << 20, "{health}");
+    assert_eq!(limits["max_connections"], 77);
+    assert_eq!(limits["send_queue_bytes"], 1 << 20);
+    assert_eq!(limits["request_rate"], "off");
+    assert!(health["stats"]["history_bytes"].is_u64());
+    srv.shutdown().unwrap();
+}

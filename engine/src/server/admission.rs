@@ -134,7 +134,7 @@ async fn answer_with_spare(shard: &ShardRef, fd: std::os::fd::RawFd) {
     let sh = shard.borrow();
     let response = if health {
         sh.stats.http_requests.fetch_add(1, RELAXED);
-        http::json_response(&http::health_body(sh.shards, &sh.all_stats))
+        http::json_response(&http::health_body(&sh.config, sh.shards, &sh.all_stats))
     } else {
         sh.stats.connections_refused.fetch_add(1, RELAXED);
         HandshakeError::NoDescriptors.response()

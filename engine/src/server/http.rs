@@ -4,18 +4,52 @@
 
 use std::sync::Arc;
 
+use crate::config::Config;
+use crate::limits::{ROOMS_PER_SHARD_MAX, USERS_PER_SHARD_MAX};
 use crate::protocol::handshake::http_response;
 use crate::stats::ShardStats;
 
-/// `{"status":"ok","shards":N,"connections":M,"stats":{...}}`, summed over shards.
-pub fn health_body(shards: usize, stats: &[Arc<ShardStats>]) -> String {
+/// `{"status":"ok","shards":N,"connections":M,"limits":{...},"stats":{...}}`, the counters
+/// summed over shards; `limits` are the memory bounds of docs/ARCHITECTURE.md ("Memory budget
+/// per shard") as this server runs them.
+pub fn health_body(config: &Config, shards: usize, stats: &[Arc<ShardStats>]) -> String {
     let connections: u64 = stats
         .iter()
         .map(|s| s.connections.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     format!(
-        "{{\"status\":\"ok\",\"shards\":{shards},\"connections\":{connections},\"stats\":{}}}",
+        "{{\"status\":\"ok\",\"shards\":{shards},\"connections\":{connections},\
+         \"limits\":{},\"stats\":{}}}",
+        limits_json(config),
         ShardStats::sum_json(stats)
+    )
+}
+
+/// The bounds on what clients can make a shard hold, as a JSON object.
+fn limits_json(c: &Config) -> String {
+    let rate = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        "{{\"max_connections\":{},\"send_queue_bytes\":{},\"max_message_bytes\":{},\
+         \"incomplete_bytes_per_shard\":{},\"history_messages\":{},\
+         \"history_bytes_per_room\":{},\"history_bytes_per_shard\":{},\
+         \"rooms_per_shard\":{ROOMS_PER_SHARD_MAX},\"room_ttl_secs\":{},\
+         \"users_per_shard\":{USERS_PER_SHARD_MAX},\"user_ttl_secs\":{},\
+         \"max_frames_per_sec\":{},\"rate_limit\":{},\"request_rate\":{},\
+         \"user_request_rate\":{},\"ip_request_rate\":{}}}",
+        c.connection_limit(),
+        c.send_queue_bytes,
+        c.max_message_bytes,
+        c.incomplete_bytes_per_shard,
+        c.history_messages,
+        c.history_bytes_per_room,
+        c.history_bytes_per_shard,
+        c.room_ttl_secs,
+        c.user_ttl_secs,
+        c.max_frames_per_sec,
+        rate(&c.rate_limit),
+        rate(&c.request_rate),
+        rate(&c.user_request_rate),
+        rate(&c.ip_request_rate),
     )
 }
 

@@ -119,7 +119,7 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             let body = {
                 let sh = shard.borrow();
                 sh.stats.http_requests.fetch_add(1, RELAXED);
-                http::health_body(sh.shards, &sh.all_stats)
+                http::health_body(&sh.config, sh.shards, &sh.all_stats)
             };
             let _ = stream.write_all(&http::json_response(&body)).await;
             stream.shutdown_write();
