@@ -6,12 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{server, Client};
+use common::{server, stats, Client};
 use serde_json::{json, Value};
-
-fn stats(srv: &corecast::ServerHandle) -> Value {
-    serde_json::from_str(&srv.stats_json()).unwrap()
-}
 
 /// Events `client` receives until `quiet` passes without one.
 fn drain(client: &mut Client, quiet: Duration) -> Vec<Value> {

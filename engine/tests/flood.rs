@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Client, Raw};
+use common::{kernel_tcp_bytes, rss_bytes, stats, Client, Raw};
 use corecast::protocol::frame::put_client_frame;
 use serde_json::{json, Value};
 
@@ -75,29 +75,6 @@ fn burst(rng: &mut Rng, me: u64) -> Vec<u8> {
         }
     }
     out
-}
-
-fn stats(srv: &corecast::ServerHandle) -> Value {
-    serde_json::from_str(&srv.stats_json()).unwrap()
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
-fn kernel_tcp_bytes() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap();
-    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "mem").unwrap();
-    words[at + 1].parse::<u64>().unwrap() * 4096
 }
 
 /// A flooding connection: writes random bursts until `stop`; reads along when `reads`.

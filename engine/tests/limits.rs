@@ -8,13 +8,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{server, Client, Raw, KEY};
+use common::{kernel_tcp_bytes, rss_bytes, server, stats, Client, Raw, KEY};
 use corecast::protocol::frame::put_client_frame;
 use serde_json::{json, Value};
-
-fn stats(srv: &corecast::ServerHandle) -> Value {
-    serde_json::from_str(&srv.stats_json()).unwrap()
-}
 
 /// Waits until `counter` reaches `want` (or fails after `within`).
 fn wait_for(srv: &corecast::ServerHandle, counter: &str, want: u64, within: Duration) {
@@ -27,23 +23,6 @@ fn wait_for(srv: &corecast::ServerHandle, counter: &str, want: u64, within: Dura
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Resident memory of this process (the server runs inside it), in bytes.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
-/// Kernel memory held by TCP sockets on this host, in bytes (`/proc/net/sockstat`).
-fn kernel_tcp_bytes() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap();
-    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "mem").unwrap();
-    words[at + 1].parse::<u64>().unwrap() * 4096
 }
 
 /// `n` masked frames with first byte `b0` and `payload`, back to back.

@@ -324,6 +324,28 @@ impl Raw {
     }
 }
 
+/// The server's counters (`/healthz`'s `stats`), summed over shards.
+pub fn stats(srv: &ServerHandle) -> Value {
+    serde_json::from_str(&srv.stats_json()).unwrap()
+}
+
+/// Resident memory of this process (a server started by `server` runs inside it), in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Kernel memory held by TCP sockets on this host, in bytes (`/proc/net/sockstat`).
+pub fn kernel_tcp_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap();
+    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "mem").unwrap();
+    words[at + 1].parse::<u64>().unwrap() * 4096
+}
+
 /// One plain HTTP request; returns the whole response.
 pub fn http(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
