@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{kernel_tcp_bytes, rss_bytes, stats, Client, Raw};
 use corecast::protocol::frame::put_client_frame;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A small seeded generator, so a failure can be replayed.
 struct Rng(u64);
