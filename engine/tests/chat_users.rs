@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{http, room_on, server, Client};
+use common::{http, room_on, server, upgrade_status, Client};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -24,18 +24,6 @@ fn token(sub: &str, name: &str, exp_in_secs: i64) -> String {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
-}
-
-fn upgrade_status(addr: std::net::SocketAddr, target: &str, extra: &str) -> String {
-    let resp = http(
-        addr,
-        &format!(
-            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
-            common::KEY
-        ),
-    );
-    resp.lines().next().unwrap_or("").to_string()
 }
 
 #[test]

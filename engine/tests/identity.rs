@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{http, server, Client, KEY};
+use common::{server, upgrade_status, Client};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -26,18 +26,6 @@ fn token(claims: Value) -> String {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
-}
-
-/// The status line answering an upgrade to `/ws` with `extra` headers.
-fn upgrade_status(addr: std::net::SocketAddr, target: &str, extra: &str) -> String {
-    let resp = http(
-        addr,
-        &format!(
-            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-        ),
-    );
-    resp.lines().next().unwrap_or("").to_string()
 }
 
 #[test]

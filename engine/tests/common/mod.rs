@@ -346,6 +346,19 @@ pub fn kernel_tcp_bytes() -> u64 {
     words[at + 1].parse::<u64>().unwrap() * 4096
 }
 
+/// The status line answering an upgrade request for `target` with `extra` headers (each
+/// ending in CRLF).
+pub fn upgrade_status(addr: SocketAddr, target: &str, extra: &str) -> String {
+    let resp = http(
+        addr,
+        &format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        ),
+    );
+    resp.lines().next().unwrap_or("").to_string()
+}
+
 /// One plain HTTP request; returns the whole response.
 pub fn http(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
