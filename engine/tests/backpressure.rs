@@ -26,13 +26,7 @@ fn stalled_member(addr: std::net::SocketAddr, room: &str) -> Raw {
     let mut raw = Raw { stream };
     assert!(raw.read_http_head().starts_with("HTTP/1.1 101"));
     raw.expect_text(); // connection:established
-    raw.frame(
-        0x81,
-        json!({"type":"room:join","room":room})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(raw.expect_text()["type"], "room:joined");
+    raw.join(room);
     raw
 }
 

@@ -304,20 +304,9 @@ fn clients_without_a_name_get_names_of_their_own() {
 
 #[test]
 fn a_token_names_the_user_and_refusals_are_final_and_explained() {
-    const SECRET: &str = "test-secret-0123456789";
-    let srv = server(|c| c.auth_secret = Some(SECRET.into()));
+    let srv = server(|c| c.auth_secret = Some(common::SECRET.into()));
     let url = format!("ws://{}/ws", srv.local_addr());
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 60;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "u-1", "name": "alice", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = common::user_token("u-1", "alice", 60);
     let mut cli = Cli::run(&["--url", &url, "--token", &token]);
     let connected = cli.expect("Connected");
     assert!(connected.ends_with("as alice"), "{connected}");

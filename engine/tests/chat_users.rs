@@ -4,27 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{http, room_on, server, upgrade_status, Client};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use common::{http, room_on, server, upgrade_status, user_token as token, Client, SECRET};
 use serde_json::{json, Value};
 
-const SECRET: &str = "test-secret-0123456789";
 const API_KEY: &str = "api-key-0123456789abcdef";
-
-fn token(sub: &str, name: &str, exp_in_secs: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "name": name, "exp": now + exp_in_secs}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
 
 #[test]
 fn tokens_authenticate_at_the_handshake() {

@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use common::{server, Client};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use common::{server, user_token, Client, SECRET};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-const SECRET: &str = "test-secret-0123456789";
-
 fn token(sub: &str, name: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "name": name, "exp": now + 60}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    user_token(sub, name, 60)
 }
 
 /// The first frame of a connection to `path`.

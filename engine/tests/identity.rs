@@ -4,28 +4,11 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use common::{server, upgrade_status, Client};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use common::{server, sign, unix_now as now, upgrade_status, Client, SECRET};
 use serde_json::{json, Value};
 
-const SECRET: &str = "test-secret-0123456789";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn token(claims: Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    sign(&claims)
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{kernel_tcp_bytes, rss_bytes, server, stats, Client, Raw, KEY};
+use common::{kernel_tcp_bytes, rss_bytes, server, stats, Client, Raw};
 use corecast::protocol::frame::put_client_frame;
 use serde_json::{json, Value};
 
@@ -119,19 +119,8 @@ fn a_frame_flood_is_cut_with_1008_and_others_keep_their_latency() {
 
 /// A raw member of `room` with default socket buffers, which never reads after joining.
 fn stalled_member(addr: SocketAddr, room: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(common::RECV_TIMEOUT)).unwrap();
-    let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut raw = Raw { stream };
-    assert!(raw.read_http_head().starts_with("HTTP/1.1 101"));
-    raw.expect_text();
-    let join = json!({"type":"room:join","room":room}).to_string();
-    raw.frame(0x81, join.as_bytes());
-    assert_eq!(raw.expect_text()["type"], "room:joined");
+    let mut raw = Raw::connect(addr);
+    raw.join(room);
     raw.stream
 }
 

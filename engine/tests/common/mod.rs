@@ -311,6 +311,13 @@ impl Raw {
         }
     }
 
+    /// Joins `room` and reads its `room:joined`.
+    pub fn join(&mut self, room: &str) {
+        let join = json!({"type":"room:join","room":room}).to_string();
+        self.frame(0x81, join.as_bytes());
+        assert_eq!(self.expect_text()["type"], "room:joined");
+    }
+
     /// Reads frames until a text frame; returns it as JSON.
     pub fn expect_text(&mut self) -> Value {
         loop {
@@ -322,6 +329,33 @@ impl Raw {
             }
         }
     }
+}
+
+/// The HS256 secret the token tests give the server (`auth_secret`).
+pub const SECRET: &str = "test-secret-0123456789";
+
+/// Seconds since the Unix epoch, for token claims.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token with these claims, signed with [`SECRET`].
+pub fn sign(claims: &Value) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A token for user `sub` shown as `name`, expiring `exp_in_secs` from now.
+pub fn user_token(sub: &str, name: &str, exp_in_secs: i64) -> String {
+    sign(&json!({"sub": sub, "name": name, "exp": unix_now() + exp_in_secs}))
 }
 
 /// The server's counters (`/healthz`'s `stats`), summed over shards.
