@@ -29,24 +29,11 @@ fn tokens_authenticate_at_the_handshake() {
     );
     a.join(&room);
     // The bearer header works too.
-    let (ws, _) = tungstenite::connect(
-        tungstenite::http::Request::builder()
-            .uri(format!("ws://{addr}/ws"))
-            .header("Host", addr.to_string())
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header(
-                "Sec-WebSocket-Key",
-                tungstenite::handshake::client::generate_key(),
-            )
-            .header(
-                "Authorization",
-                format!("Bearer {}", token("u-2", "bob", 60)),
-            )
-            .body(())
-            .unwrap(),
-    )
+    let (ws, _) = tungstenite::connect(common::ws_request(
+        addr,
+        "Authorization",
+        &format!("Bearer {}", token("u-2", "bob", 60)),
+    ))
     .unwrap();
     drop(ws);
     a.send(json!({"type":"message:send","room":room,"content":"x"}));

@@ -64,19 +64,7 @@ fn a_lowercase_bearer_authenticates_instead_of_making_a_guest() {
     let srv = server(|c| c.auth_secret = Some(SECRET.into()));
     let addr = srv.local_addr();
     let t = token(json!({"sub": "u-9", "name": "carol", "exp": now() + 600}));
-    let request = tungstenite::http::Request::builder()
-        .uri(format!("ws://{addr}/ws"))
-        .header("Host", addr.to_string())
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tungstenite::handshake::client::generate_key(),
-        )
-        .header("Authorization", format!("bearer {t}"))
-        .body(())
-        .unwrap();
+    let request = common::ws_request(addr, "Authorization", &format!("bearer {t}"));
     let (ws, _) = tungstenite::connect(request).unwrap();
     let mut c = Client::from_ws(ws);
     c.join("r");

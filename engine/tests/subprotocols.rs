@@ -67,21 +67,7 @@ fn the_first_offered_subprotocol_the_server_speaks_is_answered() {
 fn a_client_library_that_asks_for_a_subprotocol_connects() {
     let srv = server(|c| c.subprotocols = "chat.v3".into());
     let addr = srv.local_addr();
-    let request = |offer: &str| {
-        tungstenite::http::Request::builder()
-            .uri(format!("ws://{addr}/ws"))
-            .header("Host", addr.to_string())
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header(
-                "Sec-WebSocket-Key",
-                tungstenite::handshake::client::generate_key(),
-            )
-            .header("Sec-WebSocket-Protocol", offer)
-            .body(())
-            .unwrap()
-    };
+    let request = |offer: &str| common::ws_request(addr, "Sec-WebSocket-Protocol", offer);
     let (ws, resp) = tungstenite::connect(request("chat.v2, chat.v3")).expect("connects");
     assert_eq!(resp.headers()["sec-websocket-protocol"], "chat.v3");
     let mut c = Client::from_ws(ws);

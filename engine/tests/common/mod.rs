@@ -331,6 +331,23 @@ impl Raw {
     }
 }
 
+/// A client upgrade request for `ws://{addr}/ws` carrying the header `name: value` too.
+pub fn ws_request(addr: SocketAddr, name: &str, value: &str) -> tungstenite::http::Request<()> {
+    tungstenite::http::Request::builder()
+        .uri(format!("ws://{addr}/ws"))
+        .header("Host", addr.to_string())
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        )
+        .header(name, value)
+        .body(())
+        .unwrap()
+}
+
 /// The HS256 secret the token tests give the server (`auth_secret`).
 pub const SECRET: &str = "test-secret-0123456789";
 
