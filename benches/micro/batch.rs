@@ -1,7 +1,8 @@
 //! Measures batch assembly: encoding 10 `message:new` objects and joining them into one
 //! `batch` frame, as a room's owner does once per flush.
 
-use corecast::protocol::event::{batch, message_new};
+use corecast::features::chat::events::message_new;
+use corecast::protocol::event::batch;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 

@@ -3,7 +3,7 @@
 //! it) against queueing a clone of the shared `Bytes` on every member.
 
 use bytes::Bytes;
-use corecast::protocol::event::message_new;
+use corecast::features::chat::events::message_new;
 use corecast::protocol::frame::text_frame;
 use corecast::server::{FanoutChunks, SendQueue};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

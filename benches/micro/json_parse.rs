@@ -1,7 +1,8 @@
-//! Measures parsing a typical client message: simd-json in place (what the engine does) against
-//! serde_json as a baseline.
+//! Measures parsing a typical client message: simd-json in place, then the envelope and the
+//! feature's parser (what the engine does), against serde_json as a baseline.
 
-use corecast::protocol::message::{interpret, parse_json};
+use corecast::features::parse;
+use corecast::protocol::message::{envelope, parse_json};
 use corecast_benches::CLIENT_MESSAGE;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
@@ -15,7 +16,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             scratch.copy_from_slice(CLIENT_MESSAGE.as_bytes());
             let v = parse_json(black_box(&mut scratch), &mut buffers).unwrap();
-            black_box(interpret(&v).message.is_ok())
+            let (kind, fields) = envelope(&v).message.unwrap();
+            black_box(parse(kind, &fields).is_ok())
         })
     });
     g.bench_function("serde_json_value", |b| {

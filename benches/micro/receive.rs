@@ -2,7 +2,8 @@
 //! each message of a received `batch` and recording its latency, for a 1000-member broadcast
 //! read in slices of 64 sockets stamped with one clock reading, as the measured loop reads them.
 
-use corecast::protocol::event::{batch, message_new};
+use corecast::features::chat::events::message_new;
+use corecast::protocol::event::batch;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use loadgen::marker::{self, Mark, Scanner};
 use loadgen::recorder::Recorder;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::identity::RateLimit;
 use crate::limits::*;
 use crate::protocol::handshake::valid_protocol_name;
-use crate::users::RateLimit;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]

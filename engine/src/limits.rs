@@ -5,6 +5,13 @@
 
 use std::time::Duration;
 
+// Each feature's limits live in its folder; they are re-exported here so that every limit
+// of the engine can be read (and referred to) in one place.
+pub use crate::features::chat::limits::*;
+pub use crate::features::users::limits::*;
+// Bounds of the core's structures, kept beside them.
+pub use crate::server::{GATHERS_PER_SHARD_MAX, SHARD_MSG_BYTES_MAX, TIMERS_PER_SHARD_MAX};
+
 /// Largest WebSocket message accepted from a client, after reassembly (`--max-message-bytes`).
 /// Bigger messages close the connection with 1009. 64 KiB fits any chat or game message.
 pub const MESSAGE_BYTES_DEFAULT: usize = 64 * 1024;
@@ -62,9 +69,6 @@ pub const CONTROL_PAYLOAD_BYTES_MAX: usize = 125;
 /// Longest room name, in bytes. Names travel in every message, so keep them short.
 pub const ROOM_NAME_BYTES_MAX: usize = 64;
 
-/// Rooms one connection may be in at once; joining more is the `too_many_rooms` error.
-pub const ROOMS_PER_CONNECTION_MAX: usize = 64;
-
 /// Longest `ref` a client may attach to a message, in bytes of JSON.
 pub const REF_BYTES_MAX: usize = 128;
 
@@ -103,14 +107,6 @@ pub const USER_REQUEST_RATE_DEFAULT: &str = "1200/2s";
 /// (`--ip-request-rate`), so a script opening 40 connections is not 40 budgets. Load tests
 /// and servers behind a proxy (every connection from one address) set it `off`.
 pub const IP_REQUEST_RATE_DEFAULT: &str = "2000/2s";
-
-/// Rooms per connection whose last typing state and read mark are remembered for conflation
-/// (repeats are free); as many as a connection may join.
-pub const CONVERSATION_TRACKED_ROOMS_MAX: usize = ROOMS_PER_CONNECTION_MAX;
-
-/// A `typing:start` repeated sooner than this after the last one forwarded is conflated: the
-/// room already shows the user typing for `TYPING_TTL` (3 s).
-pub const TYPING_REFRESH_MIN: Duration = Duration::from_secs(1);
 
 /// Default frames a connection may send per second, of every kind (data, continuation, ping);
 /// a connection holds a second's worth as a burst. More closes it with 1008 (counted in
@@ -161,12 +157,6 @@ pub const USERNAME_BYTES_MAX: usize = 32;
 /// Longest user id (a token's `sub`), in bytes.
 pub const USER_ID_BYTES_MAX: usize = 128;
 
-/// Longest room description, in bytes (`room:create`).
-pub const ROOM_DESCRIPTION_BYTES_MAX: usize = 256;
-
-/// Longest room password, in bytes (`room:create`, `room:join`).
-pub const ROOM_PASSWORD_BYTES_MAX: usize = 128;
-
 /// Connections one room may hold across all shards; joining more is `room_full`. Also the
 /// largest `maxUsers`. Bounds the work one message can cause: a frame reference queued per
 /// member.
@@ -187,27 +177,14 @@ pub const ROOM_TTL_DEFAULT: Duration = Duration::from_secs(3600);
 /// for the next tick (four a second).
 pub const ROOMS_EXPIRED_PER_TICK_MAX: usize = 1000;
 
-/// Rooms one connection may make with `room:create` (`room_quota`).
-pub const ROOMS_CREATED_PER_CONNECTION_MAX: u32 = 10;
-
-/// Rooms one user (or guest) may have made on each shard and not yet expired (`room_quota`):
-/// 199,625 `room:create` from one guest once filled a shard's table.
-pub const ROOMS_CREATED_PER_USER_MAX: u32 = 50;
-
 /// Default number of messages kept per room (`--history-messages`), as seed 001 keeps.
 pub const HISTORY_MESSAGES_DEFAULT: usize = 1000;
 
 /// Upper bound on `--history-messages`.
 pub const HISTORY_MESSAGES_MAX: usize = 100_000;
 
-/// Messages `room:joined` carries from the history (seed 001's recent count).
-pub const JOIN_RECENT_MESSAGES: usize = 50;
-
-/// Users listed in `room:joined` and `presence:list`; the rest are counted in `more`.
-pub const ROOM_USERS_LISTED_MAX: usize = 1000;
-
 /// Default bytes of history one room keeps (`--history-bytes-per-room`), counting each
-/// message's overhead (`rooms::history::ENTRY_OVERHEAD_BYTES`): a thousand 1 KB messages.
+/// message's overhead (`stream::history::ENTRY_OVERHEAD_BYTES`): a thousand 1 KB messages.
 /// With the count it bounds a room; the shard's budget below bounds them all.
 pub const HISTORY_BYTES_PER_ROOM_DEFAULT: usize = 1024 * 1024;
 
@@ -215,33 +192,6 @@ pub const HISTORY_BYTES_PER_ROOM_DEFAULT: usize = 1024 * 1024;
 /// (`--history-bytes-per-shard`); past it the quietest rooms lose their oldest messages first
 /// (`history_trimmed`). Without it 12 guests took RSS from 38 to 494 MB in 9 s.
 pub const HISTORY_BYTES_PER_SHARD_DEFAULT: usize = 256 * 1024 * 1024;
-
-/// Most bytes of messages one reply carries (`room:joined`'s recent messages, a
-/// `message:history` page; a quarter of `--send-queue-bytes` when that is less), so a reply
-/// fits the asker's send queue: a page of 100 messages of 16 KiB once cut the asker with 1008.
-/// A page cut short by bytes says `hasMore`, and the client pages on with `before`.
-pub const HISTORY_REPLY_BYTES_MAX: usize = 256 * 1024;
-
-/// Default page of `message:history`.
-pub const HISTORY_PAGE_DEFAULT: usize = 50;
-
-/// Largest page of `message:history`; a bigger `limit` is `invalid_field`.
-pub const HISTORY_PAGE_MAX: usize = 100;
-
-/// Read marks (per-user unread counters) one room keeps; users past it count no unread.
-pub const ROOM_READ_MARKS_MAX: usize = 10_000;
-
-/// Rooms one `room:list` answer carries; `truncated` says when there were more.
-pub const ROOM_LIST_MAX: usize = 1000;
-
-/// `@mentions` one message may notify; more are ignored (a message is not a mass mailing).
-pub const MENTIONS_PER_MESSAGE_MAX: usize = 20;
-
-/// Typing users shown in `typing:update`; the rest are counted in `more`.
-pub const TYPING_USERS_SHOWN_MAX: usize = 10;
-
-/// A typing user expires after this long without a refresh (seed 001).
-pub const TYPING_TTL: Duration = Duration::from_secs(3);
 
 /// Default idle time after which a user whose every device is idle goes away (seed 001).
 pub const AWAY_AFTER_DEFAULT: Duration = Duration::from_secs(300);
@@ -255,23 +205,6 @@ pub const CONTENT_BYTES_DEFAULT: usize = 16 * 1024;
 /// forgotten, and a notification for an unknown user is dropped; both count in
 /// `users_evicted`.
 pub const USERS_PER_SHARD_MAX: usize = 1_000_000;
-
-/// Notifications kept per user; the oldest go first.
-pub const NOTIFICATIONS_PER_USER_MAX: usize = 200;
-
-/// Notifications kept per user from any one sender (direct messages, mentions); a newer one
-/// replaces that sender's oldest, so one sender's flood cannot push out the others' (200
-/// DMs evicted an offline user's real notifications). The backend's are not limited.
-pub const NOTIFICATIONS_PER_SENDER_MAX: usize = 20;
-
-/// Ids one `notification:read` may carry.
-pub const NOTIFICATION_IDS_MAX: usize = 1000;
-
-/// Characters of a message quoted in a notification's body.
-pub const NOTIFICATION_BODY_CHARS_MAX: usize = 140;
-
-/// Longest notification title or body accepted from `POST /api/notify`, in bytes.
-pub const NOTIFICATION_TEXT_BYTES_MAX: usize = 1024;
 
 /// Largest HTTP request body accepted by `/api/*`; more is 413.
 pub const API_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -321,10 +254,6 @@ pub const JWT_LEEWAY_MAX: Duration = Duration::from_secs(300);
 /// Default time an offline user's record (with their notifications) is kept after their last
 /// connection closed (`--user-ttl-secs`): a day, so notifications wait overnight.
 pub const USER_TTL_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Offline users one housekeeping tick forgets at most, so a mass expiry (a day after a
-/// burst of connections) is spread over ticks instead of stalling the shard.
-pub const USERS_EXPIRED_PER_TICK_MAX: usize = 10_000;
 
 /// Default `--subprotocols`: corecast's own name, and the names seed clients offer (seed
 /// 002's browser client asks for `v1`, `v2`); all speak the same JSON protocol.

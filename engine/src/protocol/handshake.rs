@@ -116,48 +116,87 @@ impl HandshakeError {
 pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; REQUEST_HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
+    let too_large = HandshakeError::TooLarge {
+        max: HANDSHAKE_REQUEST_BYTES_MAX,
+    };
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() >= HANDSHAKE_REQUEST_BYTES_MAX {
-                return Err(HandshakeError::TooLarge {
-                    max: HANDSHAKE_REQUEST_BYTES_MAX,
-                });
-            }
-            return Ok(None);
+        Ok(httparse::Status::Partial) if buf.len() >= HANDSHAKE_REQUEST_BYTES_MAX => {
+            return Err(too_large)
         }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HandshakeError::TooLarge {
-                max: HANDSHAKE_REQUEST_BYTES_MAX,
-            })
-        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large),
         Err(_) => return Err(HandshakeError::Malformed),
     };
     if head_len > HANDSHAKE_REQUEST_BYTES_MAX {
-        return Err(HandshakeError::TooLarge {
-            max: HANDSHAKE_REQUEST_BYTES_MAX,
-        });
+        return Err(too_large);
     }
-    let method = req.method.unwrap_or("");
-    let target = req.path.unwrap_or("");
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
+    let head = Head {
+        method: req.method.unwrap_or(""),
+        target: req.path.unwrap_or(""),
+        headers: req.headers,
     };
-    let header = |name: &str| {
-        req.headers
+    let route = head.route()?;
+    Ok(Some(Request { route, head_len }))
+}
+
+/// A parsed request head's parts.
+struct Head<'h, 'b> {
+    method: &'b str,
+    target: &'b str,
+    headers: &'h [httparse::Header<'b>],
+}
+
+impl<'b> Head<'_, 'b> {
+    fn header(&self, name: &str) -> Option<&'b str> {
+        self.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
-    };
-    let bearer = header("authorization").and_then(bearer_token);
-    let endpoint = match path {
-        "/api/notify" => Some(ApiEndpoint::Notify),
-        "/api/publish" => Some(ApiEndpoint::Publish),
-        _ => None,
-    };
-    if let (Some(endpoint), "POST") = (endpoint, method) {
-        let content_length = header("content-length")
+    }
+
+    /// Whether header `name` lists `token` (comma-separated, any case).
+    fn lists(&self, name: &str, token: &str) -> bool {
+        self.header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+
+    fn route(&self) -> Result<Route, HandshakeError> {
+        let (path, query) = match self.target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (self.target, None),
+        };
+        let endpoint = match path {
+            "/api/notify" => Some(ApiEndpoint::Notify),
+            "/api/publish" => Some(ApiEndpoint::Publish),
+            _ => None,
+        };
+        if let (Some(endpoint), "POST") = (endpoint, self.method) {
+            return self.api(endpoint);
+        }
+        if self.method != "GET" {
+            return Err(HandshakeError::NotGet {
+                method: self.method.to_string(),
+            });
+        }
+        if path == "/healthz" {
+            return Ok(Route::Health);
+        }
+        if path != "/ws" && !path.starts_with("/ws/") {
+            return Err(HandshakeError::NotFound {
+                path: path.to_string(),
+            });
+        }
+        self.websocket(path, query)
+    }
+
+    fn bearer(&self) -> Option<String> {
+        self.header("authorization").and_then(bearer_token)
+    }
+
+    fn api(&self, endpoint: ApiEndpoint) -> Result<Route, HandshakeError> {
+        let content_length = self
+            .header("content-length")
             .and_then(|v| v.trim().parse::<usize>().ok())
             .ok_or(HandshakeError::LengthRequired)?;
         if content_length > API_BODY_BYTES_MAX {
@@ -165,77 +204,52 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
                 max: API_BODY_BYTES_MAX,
             });
         }
-        let api_key = bearer.or_else(|| header("x-api-key").map(|v| v.trim().to_string()));
-        return Ok(Some(Request {
-            route: Route::Api {
-                endpoint,
-                api_key,
-                content_length,
-            },
-            head_len,
-        }));
+        let api_key = self
+            .bearer()
+            .or_else(|| self.header("x-api-key").map(|v| v.trim().to_string()));
+        Ok(Route::Api {
+            endpoint,
+            api_key,
+            content_length,
+        })
     }
-    if method != "GET" {
-        return Err(HandshakeError::NotGet {
-            method: method.to_string(),
-        });
-    }
-    if path == "/healthz" {
-        return Ok(Some(Request {
-            route: Route::Health,
-            head_len,
-        }));
-    }
-    if path != "/ws" && !path.starts_with("/ws/") {
-        return Err(HandshakeError::NotFound {
-            path: path.to_string(),
-        });
-    }
-    let upgrade_ok = header("upgrade").is_some_and(|v| {
-        v.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-    });
-    let connection_ok = header("connection").is_some_and(|v| {
-        v.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-    });
-    if !upgrade_ok || !connection_ok {
-        return Err(HandshakeError::NotUpgrade);
-    }
-    let version = header("sec-websocket-version").unwrap_or("").trim();
-    if version != "13" {
-        return Err(HandshakeError::BadVersion {
-            version: version.to_string(),
-        });
-    }
-    let key = header("sec-websocket-key").unwrap_or("").trim();
-    if !valid_key(key) {
-        return Err(HandshakeError::BadKey);
-    }
-    let room = home_room(path, query)?;
-    let token = query
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
-        .map(str::to_string)
-        .or(bearer);
-    let protocols = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
-    Ok(Some(Request {
-        route: Route::WebSocket {
+
+    fn websocket(&self, path: &str, query: Option<&str>) -> Result<Route, HandshakeError> {
+        if !self.lists("upgrade", "websocket") || !self.lists("connection", "upgrade") {
+            return Err(HandshakeError::NotUpgrade);
+        }
+        let version = self.header("sec-websocket-version").unwrap_or("").trim();
+        if version != "13" {
+            return Err(HandshakeError::BadVersion {
+                version: version.to_string(),
+            });
+        }
+        let key = self.header("sec-websocket-key").unwrap_or("").trim();
+        if !valid_key(key) {
+            return Err(HandshakeError::BadKey);
+        }
+        let room = home_room(path, query)?;
+        let token = query
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+            .map(str::to_string)
+            .or_else(|| self.bearer());
+        let protocols = self
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(Route::WebSocket {
             key: key.to_string(),
             room,
             token,
             protocols,
-        },
-        head_len,
-    }))
+        })
+    }
 }
 
 /// The subprotocol to answer with: the first the client offers that the server `supports`

@@ -11,4 +11,4 @@ pub mod message;
 
 pub use assembler::{Assembler, Incoming};
 pub use close::ProtocolError;
-pub use message::{AppError, ClientMessage, Parsed};
+pub use message::{AppError, Envelope, Fields};

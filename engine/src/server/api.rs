@@ -7,14 +7,13 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
+use super::context::Now;
 use super::shard::Shard;
-use super::shard_msg::ShardMsg;
-use crate::limits::{API_BODY_BYTES_MAX, NOTIFICATION_TEXT_BYTES_MAX, USER_ID_BYTES_MAX};
+use crate::features;
+use crate::limits::API_BODY_BYTES_MAX;
 use crate::protocol::handshake::{http_response, ApiEndpoint};
-use crate::protocol::message::valid_room_name;
 use crate::runtime::{sleep, Stream};
 
 /// An answer: status, reason phrase, JSON body.
@@ -93,63 +92,19 @@ pub async fn serve(
 }
 
 fn act(sh: &mut Shard, endpoint: ApiEndpoint, body: &[u8]) -> Answer {
-    let bad = |message: &str| error(400, "Bad Request", "bad_request", message);
     let Ok(serde_json::Value::Object(v)) = serde_json::from_slice(body) else {
-        return bad("the body must be a JSON object");
+        return error(
+            400,
+            "Bad Request",
+            "bad_request",
+            "the body must be a JSON object",
+        );
     };
-    let text = |field: &str, max: usize| {
-        v.get(field)
-            .and_then(|x| x.as_str())
-            .filter(|s| !s.is_empty() && s.len() <= max)
-    };
-    match endpoint {
-        ApiEndpoint::Notify => {
-            let Some(user_id) = text("userId", USER_ID_BYTES_MAX) else {
-                return bad(&format!(
-                    "userId: a string of 1 to {USER_ID_BYTES_MAX} bytes"
-                ));
-            };
-            let (Some(title), Some(body)) = (
-                text("title", NOTIFICATION_TEXT_BYTES_MAX),
-                text("body", NOTIFICATION_TEXT_BYTES_MAX),
-            ) else {
-                return bad(&format!(
-                    "title and body: strings of 1 to {NOTIFICATION_TEXT_BYTES_MAX} bytes"
-                ));
-            };
-            let msg = ShardMsg::Notify {
-                user_id: user_id.into(),
-                from: None,
-                kind: "system",
-                title: title.into(),
-                body: body.into(),
-            };
-            sh.route_user(msg);
-        }
-        ApiEndpoint::Publish => {
-            let Some(room) = v
-                .get("room")
-                .and_then(|r| r.as_str())
-                .filter(|r| valid_room_name(r))
-            else {
-                return bad("room: a valid room name");
-            };
-            let Some(content) = v.get("content") else {
-                return bad("content: any JSON value");
-            };
-            let content = serde_json::to_vec(content).expect("a Value encodes");
-            if content.len() > sh.config.max_content_bytes {
-                return error(
-                    413,
-                    "Content Too Large",
-                    "content_too_large",
-                    &format!("content is at most {} bytes", sh.config.max_content_bytes),
-                );
-            }
-            let room: Arc<str> = Arc::from(room);
-            sh.route_room(ShardMsg::ApiPublish { room, content });
-        }
+    match features::api_message(endpoint, &v, &sh.config) {
+        Ok(msg) => sh.route_owned(msg),
+        Err(r) => return error(r.status, r.reason, r.code, &r.message),
     }
+    sh.settle(Now::read());
     sh.stats
         .api_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

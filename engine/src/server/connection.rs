@@ -1,8 +1,8 @@
 //! A connection's state as its shard keeps it: the socket's descriptor, what is being read
-//! (a partial frame, a fragmented message), the send queue, rooms, user, liveness and close
-//! phase. No task and no buffer per connection: the shard's I/O loop serves every socket.
+//! (a partial frame, a fragmented message), the send queue, topics, user, liveness, close
+//! phase, and the features' state for it. No task and no buffer per connection: the shard's I/O loop serves every socket.
 //!
-//! Invariant: a connection past [`Phase::Open`] is in no room and receives no more data
+//! Invariant: a connection past [`Phase::Open`] is in no topic and receives no more data
 //! frames; only its close frame and control frames remain to be written.
 
 use std::net::IpAddr;
@@ -10,10 +10,10 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::budget::Conversation;
 use super::send_queue::SendQueue;
+use crate::features::ConnState;
+use crate::identity::{TokenBucket, User};
 use crate::protocol::Assembler;
-use crate::users::{TokenBucket, User};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -82,9 +82,9 @@ pub struct Conn {
     /// its last write).
     pub write_due: Instant,
     pub reader: Reader,
-    /// Joined rooms: (room key, member slot in that room).
-    pub rooms: Vec<(usize, usize)>,
-    /// Joins sent to another shard's room, not answered yet.
+    /// Joined topics: (topic key, member slot in that topic).
+    pub topics: Vec<(usize, usize)>,
+    /// Joins sent to a topic's owner, not answered yet.
     pub pending_joins: Vec<Arc<str>>,
     pub last_rx: Instant,
     pub ping_sent: Option<Instant>,
@@ -97,12 +97,10 @@ pub struct Conn {
     /// The `exp` of the token the user came with (Unix seconds): housekeeping closes the
     /// connection with 4001 once it (plus `--jwt-leeway-secs`) has passed.
     pub token_exp: Option<u64>,
-    /// Rate limit on messages sent (None: no limit).
-    pub bucket: Option<TokenBucket>,
-    /// Last client message (not pings): idle devices make their user `away`.
+    /// `--rate-limit` on messages with content (None until the first).
+    pub content_bucket: Option<TokenBucket>,
+    /// Last client message (not pings).
     pub last_active: Instant,
-    /// The user's owner was told this device is idle.
-    pub idle_reported: bool,
     /// Since when a frame or message has been incomplete (see `Reader::incomplete`).
     pub incomplete_since: Option<Instant>,
     /// Budget on frames received, of every kind (None until the first frame).
@@ -111,10 +109,10 @@ pub struct Conn {
     pub request_bucket: Option<TokenBucket>,
     /// The peer's address (None when the socket could not tell), for its address's budget.
     pub ip: Option<IpAddr>,
-    /// Last typing state and read mark per room, for conflation.
-    pub conversation: Conversation,
-    /// Rooms this connection asked to make (`room:create`), for its quota.
-    pub rooms_created: u32,
+    /// What each feature keeps for this connection.
+    pub features: ConnState,
+    /// Taken out of its topics and its user's devices (the close event is queued).
+    pub disconnected: bool,
     /// Cut off as a slow consumer (its close frame may never leave).
     pub cut: bool,
     /// The close handshake ran out of time: if the kernel still holds bytes for the peer,
@@ -150,7 +148,7 @@ impl Conn {
             write_blocked: false,
             write_interest: false,
             reader: Reader::new(max_message_bytes),
-            rooms: Vec::new(),
+            topics: Vec::new(),
             pending_joins: Vec::new(),
             last_rx: now,
             write_due: now,
@@ -159,15 +157,14 @@ impl Conn {
             user: None,
             authenticated: false,
             token_exp: None,
-            bucket: None,
+            content_bucket: None,
             last_active: now,
-            idle_reported: false,
             incomplete_since: None,
             frame_bucket: None,
             request_bucket: None,
-            rooms_created: 0,
             ip: None,
-            conversation: Conversation::default(),
+            features: ConnState::default(),
+            disconnected: false,
             cut: false,
             reset_on_close: false,
         }
@@ -185,8 +182,9 @@ impl Conn {
             .clone()
     }
 
-    pub fn in_room_count(&self) -> usize {
-        self.rooms.len() + self.pending_joins.len()
+    /// Topics joined and joining.
+    pub fn in_topic_count(&self) -> usize {
+        self.topics.len() + self.pending_joins.len()
     }
 
     /// The token this connection's socket reports in the shard's epoll set.

@@ -1,4 +1,7 @@
-//! The server: starts one shard per core on a shared port and stops them on request.
+//! The shard core and the server around it: one shard per core on a shared port, each with
+//! its connections, topics, routing and local queue (`shard`, `topic_ops`, `context`), its
+//! I/O loop and tasks (`session`, `shard_loop`), started and stopped here. It knows no
+//! feature: `crate::features` handles every client and feature message through a [`Ctx`].
 //!
 //! Invariant: `Server::start` returns only when every shard listens, and
 //! `ServerHandle::shutdown` returns only when every shard has ended (or reports which did not).
@@ -7,17 +10,24 @@ mod admission;
 mod api;
 mod budget;
 mod connection;
+mod context;
 mod fanout_chunks;
 mod frame_chunk;
+mod gather;
+#[cfg(any(test, feature = "harness"))]
+pub mod harness;
 mod http;
-mod room_expiry;
-mod room_ops;
+mod local;
 mod send_queue;
 mod session;
 mod shard;
 mod shard_loop;
 mod shard_msg;
-mod user_ops;
+mod timer;
+mod topic;
+mod topic_expiry;
+mod topic_ops;
+mod topic_table;
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -31,10 +41,17 @@ use crate::runtime::{bind_listeners, spawn_shard, Inbox, ShardThread};
 use crate::stats::ShardStats;
 
 pub use budget::Budgets;
+pub use connection::Conn;
+pub use context::{Ctx, Now};
 pub use fanout_chunks::FanoutChunks;
 pub use frame_chunk::FrameChunk;
+pub use gather::{GatherRef, Gathered, GATHERS_PER_SHARD_MAX};
+pub use local::{Closed, Dropped};
 pub use send_queue::SendQueue;
-pub use shard_msg::ShardMsg;
+pub use shard::Shard;
+pub use shard_msg::{ConnRef, ShardMsg, SHARD_MSG_BYTES_MAX};
+pub use timer::{TimersFull, TIMERS_PER_SHARD_MAX};
+pub use topic::{Topic, TopicOwner};
 
 /// Entry point for embedding the engine.
 pub struct Server;

@@ -16,9 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::api;
+use super::context::Now;
 use super::http;
 use super::shard::{unix_ms, Shard};
 use super::shard_msg::{ShardMsg, Upgrade};
+use crate::identity::{verify_token, TokenBucket, User, Verdict, Verified};
 use crate::limits::HANDSHAKE_REQUEST_BYTES_MAX;
 use crate::protocol::close;
 use crate::protocol::frame::{apply_mask, decode_header, server_frame, Header, OP_PONG};
@@ -30,7 +32,6 @@ use crate::runtime::{
     self, close_fd, owner_shard, peer_ip, recv_now, reset_fd, sleep, unsent_bytes, Stream,
     EVENTS_PER_WAIT_MAX,
 };
-use crate::users::{verify_token, TokenBucket, User, Verdict, Verified};
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 
 use super::connection::{Phase, Reader};
@@ -78,10 +79,7 @@ async fn read_head(stream: &mut Stream) -> Head {
 
 /// Serves a freshly accepted socket: HTTP endpoints, refusals, hand-off or upgrade.
 pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
-    let (timeout, shards, me) = {
-        let sh = shard.borrow();
-        (sh.config.handshake_timeout(), sh.shards, sh.id)
-    };
+    let timeout = shard.borrow().config.handshake_timeout();
     let deadline = Instant::now() + timeout;
     let head = futures_lite::future::or(read_head(&mut stream), async {
         sleep(timeout).await;
@@ -96,23 +94,12 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             (req, leftover)
         }
         Head::Refused(e) => {
-            shard
-                .borrow()
-                .stats
-                .handshake_failures
-                .fetch_add(1, RELAXED);
+            count_handshake_failure(&shard);
             let _ = stream.write_all(&e.response()).await;
             stream.shutdown_write();
             return;
         }
-        Head::Gone => {
-            shard
-                .borrow()
-                .stats
-                .handshake_failures
-                .fetch_add(1, RELAXED);
-            return;
-        }
+        Head::Gone => return count_handshake_failure(&shard),
     };
     match req.route {
         Route::Health => {
@@ -138,34 +125,65 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             token,
             protocols,
         } => {
-            let Some((user, token_exp)) = check_token(&shard, &mut stream, token).await else {
-                return;
-            };
-            let admitted = shard.borrow().admission.try_admit();
-            if let Err(full) = admitted {
-                let err = HandshakeError::TooManyConnections { max: full.max };
-                return refuse(&shard, stream, &err).await;
-            }
-            let protocol = {
-                let sh = shard.borrow();
-                choose_protocol(&protocols, &sh.config.subprotocol_list()).map(str::to_string)
-            };
-            let up = Upgrade {
+            let ws = WebSocketRequest {
                 key,
-                protocol,
+                room,
+                token,
+                protocols,
                 leftover,
-                user,
-                token_exp,
             };
-            let target = room.as_deref().map_or(me, |r| owner_shard(r, shards));
-            if target == me {
-                // A task of its own: the handshake's state is freed, not carried for the
-                // connection's lifetime.
-                return runtime::spawn_detached(upgrade(shard, stream, up));
-            }
-            hand_off(shard, stream, target, up).await;
+            serve_websocket(shard, stream, ws).await;
         }
     }
+}
+
+fn count_handshake_failure(shard: &ShardRef) {
+    shard
+        .borrow()
+        .stats
+        .handshake_failures
+        .fetch_add(1, RELAXED);
+}
+
+/// An upgrade request, read.
+struct WebSocketRequest {
+    key: String,
+    room: Option<String>,
+    token: Option<String>,
+    protocols: Vec<String>,
+    leftover: Vec<u8>,
+}
+
+/// Checks an upgrade request's token and the connection limit, then upgrades here or hands
+/// the connection to its home topic's shard.
+async fn serve_websocket(shard: ShardRef, mut stream: Stream, ws: WebSocketRequest) {
+    let Some((user, token_exp)) = check_token(&shard, &mut stream, ws.token).await else {
+        return;
+    };
+    let admitted = shard.borrow().admission.try_admit();
+    if let Err(full) = admitted {
+        let err = HandshakeError::TooManyConnections { max: full.max };
+        return refuse(&shard, stream, &err).await;
+    }
+    let (protocol, shards, me) = {
+        let sh = shard.borrow();
+        let chosen = choose_protocol(&ws.protocols, &sh.config.subprotocol_list());
+        (chosen.map(str::to_string), sh.shards, sh.id)
+    };
+    let up = Upgrade {
+        key: ws.key,
+        protocol,
+        leftover: ws.leftover,
+        user,
+        token_exp,
+    };
+    let target = ws.room.as_deref().map_or(me, |r| owner_shard(r, shards));
+    if target == me {
+        // A task of its own: the handshake's state is freed, not carried for the
+        // connection's lifetime.
+        return runtime::spawn_detached(upgrade(shard, stream, up));
+    }
+    hand_off(shard, stream, target, up).await;
 }
 
 /// The user of the upgrade's token (and its `exp`); None once a 401 was sent.
@@ -213,7 +231,13 @@ async fn hand_off(shard: ShardRef, stream: Stream, target: usize, up: Upgrade) {
     };
     let mut sh = shard.borrow_mut();
     sh.stats.handoffs.fetch_add(1, RELAXED);
-    sh.send_to(target, ShardMsg::Adopt { fd, upgrade: up });
+    sh.send_to(
+        target,
+        ShardMsg::Adopt {
+            fd,
+            upgrade: Box::new(up),
+        },
+    );
 }
 
 /// Answers a connection the server has no room for with 503 (counted) and closes it.
@@ -274,10 +298,11 @@ impl Shard {
             mut leftover,
             ..
         } = up;
-        let key = self.add_conn(fd, user);
+        let now = Now::read();
+        let key = self.add_conn(fd, user, now);
         if let Some(ip) = peer_ip(fd) {
             self.conns[key].ip = Some(ip);
-            self.address_joined(ip, Instant::now());
+            self.address_joined(ip, now.mono);
         }
         self.conns[key].token_exp = token_exp;
         let token = self.conns[key].token(key);
@@ -285,11 +310,10 @@ impl Shard {
             tracing::warn!(%e, "cannot watch a socket");
             self.conns[key].phase = Phase::Done;
             self.reap_later(key);
-            return;
-        }
-        if !leftover.is_empty() {
+        } else if !leftover.is_empty() {
             self.process(key, &mut leftover);
         }
+        self.settle(now);
     }
 
     /// One pass of the I/O loop: forget finished connections, read those left unfinished,
@@ -342,7 +366,7 @@ impl Shard {
             let fd = conn.fd;
             self.poller.remove(fd);
             self.close_socket(key);
-            self.remove_conn(key);
+            self.remove_conn(key, Now::read());
         }
     }
 
@@ -374,7 +398,7 @@ impl Shard {
             self.poller.remove(fd);
             self.conns[key].reset_on_close = true;
             self.close_socket(key);
-            self.remove_conn(key);
+            self.remove_conn(key, Now::read());
         }
     }
 
@@ -434,10 +458,11 @@ impl Shard {
     /// Parses `data` (just read) into frames and handles them, and accounts for the bytes
     /// left waiting for the rest of a frame or message.
     fn process(&mut self, key: usize, data: &mut [u8]) {
-        let now = Instant::now();
+        let now = Now::read();
         let held_before = self.conns[key].reader.held_bytes();
         self.read_frames(key, data, now);
-        self.account_incomplete(key, held_before, now);
+        self.account_incomplete(key, held_before, now.mono);
+        self.settle(now);
     }
 
     /// Tracks the shard's bytes of incomplete input after connection `key` read: past
@@ -483,7 +508,7 @@ impl Shard {
         false
     }
 
-    fn read_frames(&mut self, key: usize, data: &mut [u8], now: Instant) {
+    fn read_frames(&mut self, key: usize, data: &mut [u8], now: Now) {
         let max = self.config.max_message_bytes;
         let mut reader = std::mem::replace(&mut self.conns[key].reader, Reader::new(max));
         if !reader.broken {
@@ -512,7 +537,7 @@ impl Shard {
     }
 
     /// Handles every complete frame at the start of `buf`; returns the bytes consumed.
-    fn frames(&mut self, key: usize, reader: &mut Reader, buf: &mut [u8], now: Instant) -> usize {
+    fn frames(&mut self, key: usize, reader: &mut Reader, buf: &mut [u8], now: Now) -> usize {
         let mut pos = 0;
         loop {
             let max = if reader.draining {
@@ -548,7 +573,7 @@ impl Shard {
             if buf.len() - pos < header.frame_len() {
                 return pos;
             }
-            if !self.frame_allowed(key, now) {
+            if !self.frame_allowed(key, now.mono) {
                 reader.broken = true;
                 return buf.len();
             }
@@ -565,7 +590,7 @@ impl Shard {
                 Ok(None) | Ok(Some(Incoming::Pong)) => {}
                 Ok(Some(Incoming::Text(text))) => {
                     if open {
-                        self.on_text(key, text);
+                        self.on_text(key, text, now);
                     }
                     reader.assembler.finish_message();
                 }

@@ -1,52 +1,55 @@
-//! One shard's state and its core: connections, client messages in, messages to and from
-//! other shards, and the flush pass that writes to sockets. Room features live in
-//! `room_ops.rs`, user features in `user_ops.rs`; both are more `impl Shard`.
+//! One shard's core: connections and their send queues, the flush pass that writes to
+//! sockets, identities, request budgets, topics (see `topic_ops`), routing to owners and the
+//! shard-local queue. It knows no feature: client messages, feature messages and core events
+//! go to `crate::features`, through a [`Ctx`](super::context::Ctx).
 //!
 //! Invariants:
 //! - Only this shard's thread touches a `Shard`; no locks on the message path.
-//! - Work for a room or a user is done by its owner shard; a shard reaches the owner with
-//!   [`Shard::route`], which is a plain call when the owner is itself. So every owner sees one
-//!   order of events, whatever shard they came from.
-//! - A room's owner assigns message ids and encodes each message (or batch) once; every
+//! - Work for a key (a room, a user) is done by its owner shard. A message for this shard
+//!   itself goes through the local queue, drained after the current handler returns, so no
+//!   handler ever runs inside another, and every owner sees one order of events whatever
+//!   shard they came from.
+//! - A topic's owner assigns message ids and encodes each message (or batch) once; every
 //!   recipient on every shard gets the same `Bytes`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use simd_json::prelude::*;
 use slab::Slab;
 
 use super::admission::Admission;
-use super::budget::{self, Addresses, Budgets};
+use super::budget::{Addresses, Budgets};
 use super::connection::{Conn, Phase};
+use super::context::{Ctx, Now};
 use super::fanout_chunks::FanoutChunks;
-use super::room_ops::Gather;
-use super::shard_msg::{connection_id, shard_of, ConnRef, NotificationOp, RoomQuery, ShardMsg};
+use super::gather::Gather;
+use super::local::{Closed, Local};
+use super::shard_msg::{connection_id, shard_of, ConnRef, ShardMsg};
+use super::timer::Timers;
+use super::topic_table::TopicTable;
 use crate::config::Config;
+use crate::features::{self, Features};
+use crate::identity::{RateLimit, TokenBucket, User};
 use crate::limits::{
     CLOSE_LINGER, FLUSH_SLICE_CONNS, FLUSH_TURN_CONNS_MAX, OUTBOX_MESSAGES_MAX, READ_SCRATCH_BYTES,
-    SLOW_CONSUMER_LINGER, USERS_PER_SHARD_MAX, WRITE_BYTES_MAX, WRITE_DUE_SLACK,
+    SLOW_CONSUMER_LINGER, WRITE_BYTES_MAX, WRITE_DUE_SLACK,
 };
 use crate::protocol::close;
 use crate::protocol::event;
 use crate::protocol::frame::{close_frame, server_frame, OP_PING};
-use crate::protocol::message::{interpret, parse_json, AppError, ClientMessage};
-use crate::rooms::RoomTable;
+use crate::protocol::message::{envelope, parse_json, AppError};
 use crate::runtime::{owner_shard, send_now, Inbox, Poller, Ready, EVENTS_PER_WAIT_MAX};
 use crate::stats::ShardStats;
-use crate::users::{Directory, RateLimit, Status, TokenBucket, User, Verdict, SYSTEM_USER_ID};
 
 /// A user with connections on this shard.
 #[derive(Debug)]
 pub struct LocalUser {
     pub conns: Vec<usize>,
-    /// Their status as the user's owner last said.
-    pub status: Status,
     /// The user's request budget on this shard (None until their first message).
     pub bucket: Option<TokenBucket>,
 }
@@ -63,7 +66,11 @@ pub struct Shard {
     pub shards: usize,
     pub config: Arc<Config>,
     pub conns: Slab<Conn>,
-    pub rooms: RoomTable,
+    pub topics: TopicTable,
+    /// The features, out of here while one of them runs (see [`Shard::settle`]).
+    features: Option<Box<Features>>,
+    /// Messages and events for this shard's own handlers, in order (see `local`).
+    pub(super) local: VecDeque<Local>,
     /// Connections with frames queued since the last flush pass.
     pub(super) dirty: Vec<(usize, u64)>,
     /// Least time between two writes to one connection (`--write-interval-ms`).
@@ -84,40 +91,40 @@ pub struct Shard {
     /// `Conn::read_paused`), so this never holds more than the shard's connections.
     pub paused_readers: Vec<usize>,
     /// Reused for lists of connection keys: members a fan-out found with full queues (cut
-    /// off after it, since the cut changes the room), or a room's members copied before a
-    /// loop that may change the room. No allocation per message.
+    /// off after it, since the cut changes the topic). No allocation per message.
     pub member_scratch: Vec<usize>,
-    /// Each room's chunk, where its fan-outs copy their frames for the members' queues.
+    /// Each topic's chunk, where its fan-outs copy their frames for the members' queues.
     pub fanout_chunks: FanoutChunks,
-    /// Users this shard owns (see `users::Directory`).
-    pub directory: Directory,
     /// Users with connections on this shard, by user id.
     pub local_users: HashMap<Arc<str>, LocalUser>,
-    /// `room:list` requests of this shard's connections waiting for every shard's part.
+    /// Scatter-gathers of this shard's connections waiting for every shard's part.
     pub gathers: Slab<Gather>,
-    /// Owned rooms with someone typing (checked for expiry by housekeeping).
-    pub typing_rooms: HashSet<Arc<str>>,
+    /// `--rate-limit` on messages that carry content (None: no limit).
     pub rate_limit: Option<RateLimit>,
     /// Request budgets per connection, user and address (`--request-rate` and the others).
     pub budgets: Budgets,
     /// Addresses with connections here, with their request budgets.
     pub addresses: Addresses,
-    /// Owned rooms in the order they became empty, for their TTL (see `room_expiry`).
-    pub empty_rooms: VecDeque<super::room_expiry::EmptyRoom>,
-    /// Rooms each creator has made here and not yet expired (their `room:create` quota).
-    pub rooms_created: HashMap<Arc<str>, u32>,
+    /// Owned topics in the order they became empty, for their TTL (see `topic_expiry`).
+    pub empty_topics: VecDeque<super::topic_expiry::EmptyTopic>,
     /// Frames per second a connection may send (`--max-frames-per-sec`).
     pub frame_limit: RateLimit,
     /// Bytes held for incomplete frames and messages over all connections (bounded by
     /// `--incomplete-bytes-per-shard`).
     pub incomplete_bytes: usize,
-    /// Sequence of direct message ids made here (ids carry the shard like connection ids).
-    pub next_direct_seq: u64,
-    /// The sender of messages posted with `POST /api/publish`.
-    pub system_user: Arc<User>,
     /// Batch windows to close, in deadline order (all windows have the same length).
     pub batch_due: VecDeque<(Instant, usize, u64)>,
-    pub batch_waker: Option<Waker>,
+    /// Features' timers (see `timer`).
+    pub timers: Timers,
+    /// Wakes the timer task while it waits with nothing due (a batch window opened, or a
+    /// timer was set).
+    pub timer_waker: Option<Waker>,
+    /// Wakes the timer task while it sleeps until `timer_sleep_until`, when something due
+    /// earlier is set: a feature timer, or a batch window while it sleeps toward a feature
+    /// timer (batch windows all have one length, so one is never earlier than another).
+    pub timer_earlier_waker: Option<Waker>,
+    /// Where the timer task sleeps to (None: it is not sleeping toward a time).
+    pub timer_sleep_until: Option<Instant>,
     pub stats: Arc<ShardStats>,
     pub all_stats: Arc<Vec<Arc<ShardStats>>>,
     pub json_buffers: simd_json::Buffers,
@@ -158,15 +165,16 @@ impl Shard {
             rate_limit: config.rate_limit(),
             budgets: config.budgets(),
             addresses: Addresses::default(),
-            empty_rooms: VecDeque::new(),
-            rooms_created: HashMap::new(),
+            empty_topics: VecDeque::new(),
             frame_limit: RateLimit {
                 messages: config.max_frames_per_sec,
                 window: Duration::from_secs(1),
             },
             incomplete_bytes: 0,
             write_interval: Duration::from_millis(config.write_interval_ms),
-            rooms: RoomTable::new(config.history_bytes_per_shard),
+            topics: TopicTable::new(config.history_bytes_per_shard),
+            features: Some(Box::new(Features::new())),
+            local: VecDeque::new(),
             config,
             conns: Slab::new(),
             dirty: Vec::new(),
@@ -180,14 +188,13 @@ impl Shard {
             paused_readers: Vec::new(),
             member_scratch: Vec::new(),
             fanout_chunks: FanoutChunks::default(),
-            directory: Directory::new(USERS_PER_SHARD_MAX),
             local_users: HashMap::new(),
             gathers: Slab::new(),
-            typing_rooms: HashSet::new(),
-            next_direct_seq: 1,
-            system_user: User::new(SYSTEM_USER_ID, SYSTEM_USER_ID),
             batch_due: VecDeque::new(),
-            batch_waker: None,
+            timers: Timers::default(),
+            timer_waker: None,
+            timer_earlier_waker: None,
+            timer_sleep_until: None,
             stats: all_stats[id].clone(),
             all_stats,
             json_buffers: simd_json::Buffers::default(),
@@ -205,10 +212,90 @@ impl Shard {
         }
     }
 
+    // ----- features and the local queue ---------------------------------------------------
+
+    /// Runs `f` with the features taken out of the shard, so that a feature can use the core
+    /// through a [`Ctx`] while no other feature code runs.
+    pub(super) fn with_features<R>(
+        &mut self,
+        now: Now,
+        f: impl FnOnce(&mut Features, &mut Ctx<'_>) -> R,
+    ) -> R {
+        let mut features = self
+            .features
+            .take()
+            .expect("no feature handler runs inside another");
+        let result = f(&mut features, &mut Ctx::new(self, now));
+        self.features = Some(features);
+        result
+    }
+
+    /// Handles everything in the local queue, in order, including what handling it adds.
+    /// Called by every entry point (a client message, an inbox message, a timer, a close)
+    /// after its own handler returned.
+    pub fn settle(&mut self, now: Now) {
+        if self.local.is_empty() {
+            return;
+        }
+        debug_assert!(
+            self.features.is_some(),
+            "settle runs at an entry point, never inside a feature's handler"
+        );
+        if self.features.is_none() {
+            return; // The entry point running now settles when its handler returns.
+        }
+        self.with_features(now, |features, ctx| {
+            while let Some(item) = ctx.core().local.pop_front() {
+                ctx.core().handle_local(features, item, now);
+            }
+        });
+    }
+
+    fn handle_local(&mut self, features: &mut Features, item: Local, now: Now) {
+        let mut ctx = Ctx::new(self, now);
+        match item {
+            Local::Msg(msg) => self.handle_msg(features, msg, now),
+            Local::Opened(conn) => features.on_open(&mut ctx, conn),
+            Local::Closed(closed) => features.on_close(&mut ctx, &closed),
+            Local::TopicDropped(dropped) => features.on_topic_dropped(&mut ctx, &dropped),
+            Local::Timer(msg) => features.on_shard(&mut ctx, msg),
+        }
+    }
+
+    fn handle_msg(&mut self, features: &mut Features, msg: ShardMsg, now: Now) {
+        match msg {
+            ShardMsg::Owned(m) => features.on_owned(&mut Ctx::new(self, now), m),
+            ShardMsg::Feature(m) => features.on_shard(&mut Ctx::new(self, now), m),
+            ShardMsg::Joined(j) => self.on_joined(*j),
+            ShardMsg::Leave { topic, conn_id } => self.owner_leave(features, &topic, conn_id, now),
+            ShardMsg::Deliver { topic, frame } => {
+                if let Some(tk) = self.topics.key(&topic) {
+                    self.enqueue_to_members(tk, &frame);
+                }
+            }
+            ShardMsg::ToConn { conn, frame } => self.deliver_to_conn(conn, frame),
+            ShardMsg::ToUser { user_id, frame } => self.deliver_to_local_user(&user_id, &frame),
+            ShardMsg::GatherPart {
+                gather,
+                entries,
+                truncated,
+            } => self.on_gather_part(features, gather, entries, truncated, now),
+            ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
+                unreachable!("handled by the shard loop")
+            }
+        }
+    }
+
+    /// A message from another shard (adoption and shutdown are handled by the shard's loop).
+    pub fn on_shard_msg(&mut self, msg: ShardMsg, now: Now) {
+        self.local.push_back(Local::Msg(msg));
+        self.settle(now);
+    }
+
     // ----- connections -------------------------------------------------------------------
 
     /// Registers an upgraded connection (of `user` when it came with a token) and greets it.
-    pub fn add_conn(&mut self, fd: std::os::fd::RawFd, user: Option<Arc<User>>) -> usize {
+    pub fn add_conn(&mut self, fd: std::os::fd::RawFd, user: Option<Arc<User>>, now: Now) -> usize {
         let id = connection_id(self.id, self.next_seq);
         self.next_seq += 1;
         let key = self.conns.insert(Conn::new(
@@ -216,20 +303,39 @@ impl Shard {
             fd,
             self.config.send_queue_bytes,
             self.config.max_message_bytes,
-            Instant::now(),
+            now.mono,
         ));
         self.stats.connections.fetch_add(1, RELAXED);
         self.stats.connections_total.fetch_add(1, RELAXED);
         let named = user.as_deref().map(User::json);
         self.enqueue(key, event::established(id, self.id, named));
         if let Some(user) = user {
-            self.attach_user(key, user, None);
+            self.identify(key, user);
         }
+        // The features see it open before anything it sends.
+        self.local.push_back(Local::Opened(ConnRef { key, id }));
+        self.settle(now);
         key
     }
 
+    /// Makes connection `key` speak for `user` (a token's, or an `auth:login`'s).
+    pub fn identify(&mut self, key: usize, user: Arc<User>) {
+        let conn = &mut self.conns[key];
+        assert!(!conn.authenticated, "a connection logs in once");
+        conn.user = Some(user.clone());
+        conn.authenticated = true;
+        self.local_users
+            .entry(Arc::from(&*user.id))
+            .or_insert_with(|| LocalUser {
+                conns: Vec::new(),
+                bucket: None,
+            })
+            .conns
+            .push(key);
+    }
+
     /// Forgets a connection whose session ended; its socket is closed right after.
-    pub fn remove_conn(&mut self, key: usize) {
+    pub fn remove_conn(&mut self, key: usize, now: Now) {
         self.disconnect(key);
         let conn = self.conns.remove(key);
         self.incomplete_bytes -= conn.reader.held_bytes();
@@ -238,10 +344,38 @@ impl Shard {
         }
         self.stats.connections.fetch_sub(1, RELAXED);
         self.admission.release();
+        self.settle(now);
+    }
+
+    /// Takes connection `key` out of its topics and its user's devices here, and queues the
+    /// one close event every feature sees. Idempotent: closing and removing both call it.
+    pub(super) fn disconnect(&mut self, key: usize) {
+        if self.conns[key].disconnected {
+            return;
+        }
+        let topics = self.leave_all(key);
+        let conn = &mut self.conns[key];
+        conn.disconnected = true;
+        let user = conn.authenticated_user().cloned();
+        conn.authenticated = false;
+        let closed = Closed {
+            conn: ConnRef { key, id: conn.id },
+            user: user.clone(),
+            topics,
+            state: std::mem::take(&mut conn.features),
+        };
+        if let Some(user) = user {
+            if let Some(local) = self.local_users.get_mut(&*user.id) {
+                local.conns.retain(|&k| k != key);
+                if local.conns.is_empty() {
+                    self.local_users.remove(&*user.id);
+                }
+            }
+        }
+        self.local.push_back(Local::Closed(Box::new(closed)));
     }
 
     /// Queues a data frame. A full queue applies the slow-consumer policy on the spot.
-    /// Callers iterate over copies of member lists, so the cut may change rooms safely.
     pub fn enqueue(&mut self, key: usize, frame: Bytes) {
         let conn = &mut self.conns[key];
         if conn.phase != Phase::Open {
@@ -310,8 +444,8 @@ impl Shard {
         self.outbox_len
     }
 
-    /// Starts the server-side close: leaves every room, queues the close frame, and gives the
-    /// peer [`CLOSE_LINGER`] to answer.
+    /// Starts the server-side close: leaves every topic, queues the close frame, and gives
+    /// the peer [`CLOSE_LINGER`] to answer.
     pub fn close_conn(&mut self, key: usize, code: u16, reason: &str) {
         if self.conns[key].phase != Phase::Open {
             return;
@@ -386,17 +520,29 @@ impl Shard {
     }
 
     /// Closes every connection with `code` (shutdown).
-    pub fn close_all(&mut self, code: u16, reason: &str) {
+    pub fn close_all(&mut self, code: u16, reason: &str, now: Now) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close_conn(key, code, reason);
         }
+        self.settle(now);
+    }
+
+    /// The housekeeping tick: pings, closes and expiries of the core, then the features'
+    /// periodic work.
+    pub fn housekeeping(&mut self, now: Now) {
+        self.fanout_chunks.release_unused();
+        self.check_liveness(now.mono);
+        self.expire_incomplete(now.mono);
+        self.expire_topics(now.mono);
+        self.expire_tokens(now.unix_ms / 1000);
+        self.with_features(now, |features, ctx| features.tick(ctx));
+        self.settle(now);
     }
 
     /// Pings connections silent for an interval and closes those silent for two; ends
-    /// closes whose linger ran out. Called by the shard's housekeeping tick.
-    pub fn housekeeping(&mut self, now: Instant) {
-        self.fanout_chunks.release_unused();
+    /// closes whose linger ran out.
+    fn check_liveness(&mut self, now: Instant) {
         let interval = self.config.ping_interval();
         let mut ping = Vec::new();
         let mut dead = Vec::new();
@@ -425,8 +571,6 @@ impl Shard {
         for key in lingered {
             self.reap_later(key);
         }
-        self.expire_incomplete(now);
-        self.expire_rooms(now);
         for key in ping {
             self.enqueue_control(key, server_frame(OP_PING, b""));
         }
@@ -434,8 +578,6 @@ impl Shard {
             self.stats.ping_timeouts.fetch_add(1, RELAXED);
             self.close_conn(key, close::GOING_AWAY, "ping timeout");
         }
-        self.report_idle_devices(now);
-        self.expire_typing(now);
     }
 
     /// Closes connections that started a frame or message and did not complete it within
@@ -459,149 +601,61 @@ impl Shard {
         }
     }
 
+    /// Closes (4001) every open connection whose token expired by `now` (Unix seconds), so a
+    /// connection never acts for its user past the token's `exp` (and the leeway).
+    fn expire_tokens(&mut self, now: u64) {
+        let leeway = self.config.jwt_leeway_secs;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open)
+            .filter(|(_, c)| {
+                c.token_exp
+                    .is_some_and(|exp| crate::identity::token_expired(exp, leeway, now))
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            self.stats.tokens_expired.fetch_add(1, RELAXED);
+            self.close_conn(key, close::TOKEN_EXPIRED, "token expired");
+        }
+    }
+
     // ----- client messages ---------------------------------------------------------------
 
-    /// A complete text message from connection `key`.
-    pub fn on_text(&mut self, key: usize, text: &mut [u8]) {
+    /// A complete text message from connection `key`: parsed by the feature of its type,
+    /// charged to the budgets (unless it changes nothing), then handled by that feature.
+    pub fn on_text(&mut self, key: usize, text: &mut [u8], now: Now) {
         self.stats.messages_in.fetch_add(1, RELAXED);
         let text_len = text.len();
-        let now = Instant::now();
-        self.note_activity(key, now);
-        let value = match parse_json(text, &mut self.json_buffers) {
-            Ok(v) => v,
-            Err(e) => {
-                let result = self.charge(key, budget::cost(None, text_len), now);
-                return self.app_error(key, &result.err().unwrap_or(e), None);
+        self.conns[key].last_active = now.mono;
+        let value = parse_json(text, &mut self.json_buffers);
+        self.with_features(now, |features, ctx| {
+            features.on_activity(ctx, key);
+            let (reference, message) = match &value {
+                Ok(v) => {
+                    let env = envelope(v);
+                    (env.reference, env.message)
+                }
+                Err(e) => (None, Err(e.clone())),
+            };
+            if let Err(e) = features.on_message(ctx, key, message, text_len, reference.as_deref()) {
+                ctx.refuse(key, &e, reference.as_deref());
             }
-        };
-        let parsed = interpret(&value);
-        let reference = parsed.reference.as_deref();
-        if let Ok(message) = &parsed.message {
-            if self.conflated(key, message, now) {
-                return self.ack(key, reference);
-            }
-        }
-        let cost = budget::cost(parsed.message.as_ref().ok(), text_len);
-        let result = match (self.charge(key, cost, now), parsed.message) {
-            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
-            (Ok(()), Ok(message)) => {
-                self.remember(key, &message, now);
-                self.dispatch(key, message, reference, now)
-            }
-        };
-        if let Err(e) = result {
-            self.app_error(key, &e, reference);
-        }
+        });
+        self.settle(now);
     }
 
-    fn dispatch(
-        &mut self,
-        key: usize,
-        message: ClientMessage<'_>,
-        reference: Option<&[u8]>,
-        now: Instant,
-    ) -> Result<(), AppError> {
-        if let ClientMessage::Login { username } = message {
-            self.login(key, username, reference);
-            return Ok(());
-        }
-        if !self.conns[key].authenticated && !self.config.allow_anonymous {
-            return Err(AppError::AuthRequired);
-        }
-        match message {
-            ClientMessage::Login { .. } => unreachable!("handled above"),
-            ClientMessage::Create {
-                room,
-                description,
-                password,
-                max_users,
-            } => self.create(key, room, description, password, max_users, reference),
-            ClientMessage::List => self.list(key, reference),
-            ClientMessage::Join { room, password } => self.join(key, room, password, reference),
-            ClientMessage::Leave { room } => self.leave(key, room, reference),
-            ClientMessage::Send { room, content } => {
-                let content = self.checked_content(key, content, now)?;
-                self.send(key, room, content, reference)
-            }
-            ClientMessage::History {
-                room,
-                limit,
-                before,
-            } => self.query(key, room, RoomQuery::History { limit, before }, reference),
-            ClientMessage::PresenceList { room } => {
-                self.query(key, room, RoomQuery::Presence, reference)
-            }
-            ClientMessage::Read { room, up_to } => self.read(key, room, up_to, reference),
-            ClientMessage::Typing { room, on } => self.typing(key, room, on, reference),
-            ClientMessage::Presence { status } => self.set_status(key, status, reference),
-            ClientMessage::Direct { to, content } => {
-                let content = self.checked_content(key, content, now)?;
-                self.direct(key, to, content, reference)
-            }
-            ClientMessage::NotificationList => {
-                self.notifications(key, NotificationOp::List, reference)
-            }
-            ClientMessage::NotificationRead { ids } => {
-                self.notifications(key, NotificationOp::Read(ids), reference)
-            }
-        }
-    }
-
-    /// The content of a message a client sends, encoded, within the size limit and the
-    /// connection's rate limit (a warning is queued when 80% of the bucket is used).
-    fn checked_content(
-        &mut self,
-        key: usize,
-        content: &simd_json::BorrowedValue<'_>,
-        now: Instant,
-    ) -> Result<Vec<u8>, AppError> {
-        let content = content.encode().into_bytes();
-        let max = self.config.max_content_bytes;
-        if content.len() > max {
-            return Err(AppError::ContentTooLarge {
-                size: content.len(),
-                max,
-            });
-        }
-        let Some(limit) = self.rate_limit else {
-            return Ok(content);
-        };
-        let bucket = self.conns[key]
-            .bucket
-            .get_or_insert_with(|| TokenBucket::new(&limit, now));
-        match bucket.take(&limit, now) {
-            Verdict::Allowed => {}
-            Verdict::Warn { remaining, full_in } => {
-                let reset = unix_ms() + full_in.as_millis() as u64;
-                self.enqueue(key, event::rate_limit_warning(remaining, reset));
-            }
-            Verdict::Limited { retry_in } => {
-                self.stats.rate_limited.fetch_add(1, RELAXED);
-                return Err(AppError::RateLimited {
-                    limit: limit.messages,
-                    window_ms: limit.window.as_millis() as u64,
-                    retry_ms: retry_in.as_millis() as u64 + 1,
-                });
-            }
-        }
-        Ok(content)
-    }
-
+    /// Queues an `error` frame to connection `key` (here).
     pub fn app_error(&mut self, key: usize, err: &AppError, reference: Option<&[u8]>) {
         self.stats.app_errors.fetch_add(1, RELAXED);
         self.enqueue(key, event::error(err.code(), &err.to_string(), reference));
     }
 
-    /// An `error` frame for a connection elsewhere (answered through [`Shard::to_conn`]).
+    /// An `error` frame for a connection elsewhere (answered through `deliver_to_conn`).
     pub fn error_frame(&self, err: &AppError, reference: Option<&[u8]>) -> Bytes {
         self.stats.app_errors.fetch_add(1, RELAXED);
         event::error(err.code(), &err.to_string(), reference)
-    }
-
-    pub fn ack(&mut self, key: usize, reference: Option<&[u8]>) {
-        if let Some(r) = reference {
-            self.enqueue(key, event::ack(r));
-        }
     }
 
     pub fn conn_ref(&self, key: usize) -> ConnRef {
@@ -620,6 +674,20 @@ impl Shard {
         if self.conns.get(conn.key).is_some_and(|c| c.id == conn.id) {
             self.enqueue(conn.key, frame);
         }
+    }
+
+    /// A frame for every connection of `user_id` on this shard.
+    pub fn deliver_to_local_user(&mut self, user_id: &str, frame: &Bytes) {
+        let Some(local) = self.local_users.get(user_id) else {
+            return;
+        };
+        let mut keys = std::mem::take(&mut self.member_scratch);
+        keys.clear();
+        keys.extend_from_slice(&local.conns);
+        for &key in &keys {
+            self.enqueue(key, frame.clone());
+        }
+        self.member_scratch = keys;
     }
 
     // ----- other shards ------------------------------------------------------------------
@@ -651,144 +719,20 @@ impl Shard {
         self.wake_flusher();
     }
 
-    /// Delivers `msg` to shard `to`'s handler: a plain call when `to` is this shard.
+    /// Delivers `msg` to shard `to`'s handlers: through the local queue when `to` is this
+    /// shard, so it runs after the current handler, never inside it.
     pub fn route(&mut self, to: usize, msg: ShardMsg) {
         if to == self.id {
-            self.on_shard_msg(msg);
+            self.local.push_back(Local::Msg(msg));
         } else {
             self.send_to(to, msg);
         }
     }
 
-    /// Routes `msg` to the owner of the room it names.
-    pub fn route_room(&mut self, msg: ShardMsg) {
-        let room = msg.room().expect("a message for a room's owner");
-        let to = owner_shard(room, self.shards);
-        self.route(to, msg);
-    }
-
-    /// Routes `msg` to the owner of the user it names.
-    pub fn route_user(&mut self, msg: ShardMsg) {
-        let user = msg.user().expect("a message for a user's owner");
-        let to = owner_shard(user, self.shards);
-        self.route(to, msg);
-    }
-
-    /// A message for this shard's handlers, from another shard or routed here (adoption and
-    /// shutdown are handled by the shard's loop).
-    pub fn on_shard_msg(&mut self, msg: ShardMsg) {
-        match msg {
-            ShardMsg::Join {
-                room,
-                conn,
-                user,
-                status,
-                password,
-                reference,
-            } => self.owner_join(room, conn, user, status, password, reference),
-            ShardMsg::Joined {
-                room,
-                conn,
-                result,
-                reference,
-            } => self.on_joined(room, conn, result, reference),
-            ShardMsg::Leave { room, conn_id } => self.owner_leave(&room, conn_id),
-            ShardMsg::Publish {
-                room,
-                conn,
-                from,
-                content,
-                reference,
-            } => self.owner_publish(&room, conn, &from, &content, reference),
-            ShardMsg::Deliver { room, frame } => {
-                if let Some(rk) = self.rooms.key(&room) {
-                    self.enqueue_to_members(rk, &frame);
-                }
-            }
-            ShardMsg::ToConn { conn, frame } => self.deliver_to_conn(conn, frame),
-            ShardMsg::Create {
-                room,
-                settings,
-                by,
-                conn,
-                reference,
-            } => self.owner_create(room, settings, by, conn, reference),
-            ShardMsg::Query {
-                room,
-                conn,
-                query,
-                reference,
-            } => self.owner_query(&room, conn, query, reference),
-            ShardMsg::Read {
-                room,
-                conn,
-                user,
-                up_to,
-            } => self.owner_read(&room, conn, &user, up_to),
-            ShardMsg::Typing {
-                room,
-                conn,
-                user,
-                on,
-            } => self.owner_typing(&room, conn, &user, on),
-            ShardMsg::ListRooms {
-                from,
-                gather,
-                user_id,
-            } => self.list_owned_rooms(from, gather, user_id),
-            ShardMsg::RoomsPart {
-                gather,
-                entries,
-                truncated,
-            } => self.on_rooms_part(gather, entries, truncated),
-            ShardMsg::Attach { user, conn, login } => self.owner_attach(user, conn, login),
-            ShardMsg::UserStatus { user_id, status } => self.on_user_status(&user_id, status),
-            ShardMsg::Detach {
-                user_id,
-                shard,
-                was_idle,
-                rooms,
-            } => self.owner_detach(&user_id, shard, was_idle, rooms),
-            ShardMsg::Idle { user_id, idle } => self.owner_idle(&user_id, idle),
-            ShardMsg::SetStatus { user_id, status } => self.owner_set_status(&user_id, status),
-            ShardMsg::UserRoom {
-                user,
-                room,
-                present,
-            } => self.owner_user_room(&user, room, present),
-            ShardMsg::Presence {
-                user,
-                status,
-                last_seen,
-                rooms,
-            } => self.on_presence(&user, status, last_seen, &rooms),
-            ShardMsg::Direct {
-                id,
-                from,
-                to,
-                content,
-                conn,
-                reference,
-            } => self.owner_direct(id, &from, &to, &content, conn, reference),
-            ShardMsg::ToUser { user_id, frame } => self.deliver_to_local_user(&user_id, &frame),
-            ShardMsg::Notify {
-                user_id,
-                from,
-                kind,
-                title,
-                body,
-            } => self.owner_notify(&user_id, from.as_deref(), kind, &title, &body),
-            ShardMsg::Notifications {
-                user_id,
-                conn,
-                op,
-                reference,
-            } => self.owner_notifications(&user_id, conn, op, reference),
-            ShardMsg::ApiPublish { room, content } => self.api_publish(room, &content),
-            ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
-                unreachable!("handled by the shard loop")
-            }
-        }
+    /// Routes `msg` to the owner of the key it names; its type says which key that is.
+    pub fn route_owned(&mut self, msg: features::OwnedMsg) {
+        let to = owner_shard(msg.owner_key(), self.shards);
+        self.route(to, ShardMsg::Owned(msg));
     }
 
     // ----- the flush pass ----------------------------------------------------------------

@@ -14,8 +14,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use super::admission::{self, Admission, WarnLimiter};
+use super::context::Now;
 use super::session;
-use super::shard::{unix_ms, Shard};
+use super::shard::Shard;
 use super::shard_msg::ShardMsg;
 use crate::config::Config;
 use crate::limits::{HOUSEKEEPING_INTERVAL, OUTBOX_RETRY_INTERVAL, SHUTDOWN_GRACE};
@@ -62,7 +63,7 @@ pub async fn run(ctx: ShardContext) {
     runtime::spawn_detached(io_loop(shard.clone()));
     runtime::spawn_detached(inbox_loop(shard.clone()));
     runtime::spawn_detached(flusher_loop(shard.clone()));
-    runtime::spawn_detached(batch_loop(shard.clone()));
+    runtime::spawn_detached(timer_loop(shard.clone()));
     runtime::spawn_detached(housekeeping_loop(shard.clone()));
     let _ = ctx.ready.send(id);
 
@@ -79,7 +80,7 @@ pub async fn run(ctx: ShardContext) {
     drop(accept); // Cancels the accept loop and closes this shard's listening socket.
     shard
         .borrow_mut()
-        .close_all(close::GOING_AWAY, "server shutting down");
+        .close_all(close::GOING_AWAY, "server shutting down", Now::read());
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while !shard.borrow().conns.is_empty() && Instant::now() < deadline {
         runtime::sleep(Duration::from_millis(10)).await;
@@ -172,7 +173,7 @@ async fn inbox_loop(shard: ShardRef) {
                 ShardMsg::Adopt { fd, upgrade } => {
                     let stream = Stream::from_fd(fd);
                     let shard = shard.clone();
-                    runtime::spawn_detached(session::upgrade(shard, stream, upgrade));
+                    runtime::spawn_detached(session::upgrade(shard, stream, *upgrade));
                 }
                 ShardMsg::Shutdown => {
                     let mut sh = shard.borrow_mut();
@@ -181,7 +182,7 @@ async fn inbox_loop(shard: ShardRef) {
                         w.wake();
                     }
                 }
-                other => shard.borrow_mut().on_shard_msg(other),
+                other => shard.borrow_mut().on_shard_msg(other, Now::read()),
             }
             handled += 1;
             if handled < INBOX_BATCH_MAX {
@@ -226,33 +227,44 @@ async fn flusher_loop(shard: ShardRef) {
     }
 }
 
-async fn batch_loop(shard: ShardRef) {
+/// Closes batch windows and fires features' timers when they come due.
+async fn timer_loop(shard: ShardRef) {
     loop {
         let next = poll_fn(|cx| {
             let mut sh = shard.borrow_mut();
-            match sh.batch_due.front() {
-                Some(&(at, _, _)) => Poll::Ready(at),
+            match sh.next_due() {
+                Some(at) => Poll::Ready(at),
                 None => {
-                    sh.batch_waker = Some(cx.waker().clone());
+                    sh.timer_waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
             }
         })
         .await;
-        let now = Instant::now();
-        if next > now {
-            runtime::sleep(next - now).await;
+        let wait = next.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            shard.borrow_mut().timer_sleep_until = Some(next);
+            // Something set meanwhile for earlier wakes this task (see `timer_sleep_until`).
+            futures_lite::future::or(runtime::sleep(wait), earlier_timer(&shard)).await;
+            shard.borrow_mut().timer_sleep_until = None;
         }
-        let now = Instant::now();
-        let mut sh = shard.borrow_mut();
-        while let Some(&(at, rk, epoch)) = sh.batch_due.front() {
-            if at > now {
-                break;
-            }
-            sh.batch_due.pop_front();
-            sh.on_batch_deadline(rk, epoch, now);
-        }
+        shard.borrow_mut().fire_due(Now::read());
     }
+}
+
+/// Resolves when a feature timer due earlier than the current sleep is set.
+async fn earlier_timer(shard: &ShardRef) {
+    let mut registered = false;
+    poll_fn(|cx| {
+        let mut sh = shard.borrow_mut();
+        if registered && sh.timer_earlier_waker.is_none() {
+            return Poll::Ready(());
+        }
+        registered = true;
+        sh.timer_earlier_waker = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await;
 }
 
 const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
@@ -260,10 +272,6 @@ const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxe
 async fn housekeeping_loop(shard: ShardRef) {
     loop {
         runtime::sleep(HOUSEKEEPING_INTERVAL).await;
-        let mut sh = shard.borrow_mut();
-        sh.housekeeping(Instant::now());
-        let now_ms = unix_ms();
-        sh.expire_tokens(now_ms / 1000);
-        sh.expire_users(now_ms);
+        shard.borrow_mut().housekeeping(Now::read());
     }
 }

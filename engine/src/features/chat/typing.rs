@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::users::User;
+use crate::identity::User;
 
 #[derive(Debug, Default)]
 pub struct Typing {
@@ -44,6 +44,11 @@ impl Typing {
 
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+
+    /// When the first entry expires, if anyone is typing.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.users.iter().map(|&(_, until)| until).min()
     }
 
     pub fn len(&self) -> usize {

@@ -1,9 +1,9 @@
-//! The rooms a shard knows: owned ones and those of other shards with local members, and the
-//! shard's budget for the history its owned rooms keep.
+//! The topics a shard knows: owned ones and those of other shards with local members, and the
+//! shard's budget for the history its owned topics keep.
 //!
-//! Invariants: `index` and `rooms` always agree: each room is reachable by name and by key.
-//! `history_bytes` is the sum of the owned rooms' `History::bytes` and stays within
-//! `history_bytes_max` after every push: the quietest rooms (`quiet`, by the stamp of their
+//! Invariants: `index` and `rooms` always agree: each topic is reachable by name and by key.
+//! `history_bytes` is the sum of the owned topics' `History::bytes` and stays within
+//! `history_bytes_max` after every push: the quietest topics (`quiet`, by the stamp of their
 //! last kept message) lose their oldest messages first.
 
 use std::collections::{BTreeSet, HashMap};
@@ -12,35 +12,39 @@ use std::sync::Arc;
 use bytes::Bytes;
 use slab::Slab;
 
-use super::Room;
+use super::topic::Topic;
+use crate::features::FeatureId;
 
 #[derive(Debug)]
-pub struct RoomTable {
-    rooms: Slab<Room>,
+pub struct TopicTable {
+    topics: Slab<Topic>,
     index: HashMap<Arc<str>, usize>,
     history_bytes: usize,
     history_bytes_max: usize,
     /// Owned rooms holding history, as (stamp of their last kept message, key).
     quiet: BTreeSet<(u64, usize)>,
     next_stamp: u64,
+    /// Serial of the next topic made (see `Topic::serial`).
+    next_serial: u64,
 }
 
-impl Default for RoomTable {
+impl Default for TopicTable {
     fn default() -> Self {
         Self::new(usize::MAX)
     }
 }
 
-impl RoomTable {
-    /// A table whose owned rooms keep at most `history_bytes_max` of history together.
+impl TopicTable {
+    /// A table whose owned topics keep at most `history_bytes_max` of history together.
     pub fn new(history_bytes_max: usize) -> Self {
         Self {
-            rooms: Slab::new(),
+            topics: Slab::new(),
             index: HashMap::new(),
             history_bytes: 0,
             history_bytes_max,
             quiet: BTreeSet::new(),
             next_stamp: 1,
+            next_serial: 1,
         }
     }
 
@@ -50,7 +54,7 @@ impl RoomTable {
     pub fn keep_history(&mut self, key: usize, id: u64, message: Bytes) -> u64 {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
-        let o = self.rooms[key]
+        let o = self.topics[key]
             .owner
             .as_mut()
             .expect("history on the owner");
@@ -75,14 +79,14 @@ impl RoomTable {
             let (stamp, key) = match quietest {
                 Some(entry) => entry,
                 None => {
-                    let o = self.rooms[keep].owner.as_ref().expect("owned");
+                    let o = self.topics[keep].owner.as_ref().expect("owned");
                     if o.history.len() <= 1 {
                         break;
                     }
                     (o.history_stamp, keep)
                 }
             };
-            let o = self.rooms[key]
+            let o = self.topics[key]
                 .owner
                 .as_mut()
                 .expect("owned rooms hold history");
@@ -105,35 +109,50 @@ impl RoomTable {
         self.index.get(name).copied()
     }
 
-    pub fn get(&self, key: usize) -> Option<&Room> {
-        self.rooms.get(key)
+    pub fn get(&self, key: usize) -> Option<&Topic> {
+        self.topics.get(key)
     }
 
-    pub fn get_mut(&mut self, key: usize) -> Option<&mut Room> {
-        self.rooms.get_mut(key)
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Topic> {
+        self.topics.get_mut(key)
     }
 
-    /// The key of `name`, creating the room with `make` when it is not there.
-    pub fn get_or_insert_with(&mut self, name: &str, make: impl FnOnce(Arc<str>) -> Room) -> usize {
+    /// The key of `name`, making the topic of `feature` (owned: with `make`'s owner state)
+    /// when it is not there.
+    pub fn get_or_insert_with(
+        &mut self,
+        name: &str,
+        feature: FeatureId,
+        make: impl FnOnce() -> Option<super::topic::TopicOwner>,
+    ) -> usize {
         if let Some(&k) = self.index.get(name) {
             return k;
         }
         let name: Arc<str> = Arc::from(name);
-        let key = self.rooms.insert(make(name.clone()));
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let key = self.topics.insert(Topic {
+            name: name.clone(),
+            feature,
+            serial,
+            members: Slab::new(),
+            owner: make(),
+        });
         self.index.insert(name, key);
         key
     }
 
-    /// Drops the room at `key` if nothing refers to it any more.
-    pub fn remove_if_disposable(&mut self, key: usize) {
-        if self.rooms.get(key).is_some_and(Room::is_disposable) {
-            self.remove(key);
+    /// Drops the topic at `key` if nothing refers to it any more; returns it when it did.
+    pub fn remove_if_disposable(&mut self, key: usize) -> Option<Topic> {
+        if self.topics.get(key).is_some_and(Topic::is_disposable) {
+            return Some(self.remove(key));
         }
+        None
     }
 
-    /// Drops the room at `key` with its history.
-    pub fn remove(&mut self, key: usize) -> Room {
-        let room = self.rooms.remove(key);
+    /// Drops the topic at `key` with its history.
+    pub fn remove(&mut self, key: usize) -> Topic {
+        let room = self.topics.remove(key);
         self.index.remove(&room.name);
         if let Some(o) = &room.owner {
             self.history_bytes -= o.history.bytes();
@@ -142,16 +161,16 @@ impl RoomTable {
         room
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Room> {
-        self.rooms.iter().map(|(_, r)| r)
+    pub fn iter(&self) -> impl Iterator<Item = &Topic> {
+        self.topics.iter().map(|(_, r)| r)
     }
 
     pub fn len(&self) -> usize {
-        self.rooms.len()
+        self.topics.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty()
+        self.topics.is_empty()
     }
 }
 
@@ -161,35 +180,39 @@ mod tests {
 
     #[test]
     fn insert_find_remove() {
-        let mut t = RoomTable::default();
-        let k = t.get_or_insert_with("a", |n| Room::new(n, None));
-        assert_eq!(t.get_or_insert_with("a", |_| unreachable!()), k);
+        let mut t = TopicTable::default();
+        let k = t.get_or_insert_with("a", FeatureId::Chat, || None);
+        assert_eq!(
+            t.get_or_insert_with("a", FeatureId::Chat, || unreachable!()),
+            k
+        );
         assert_eq!(t.key("a"), Some(k));
         let slot = t.get_mut(k).unwrap().members.insert(7);
-        t.remove_if_disposable(k);
+        assert!(t.remove_if_disposable(k).is_none());
         assert_eq!(t.len(), 1);
         t.get_mut(k).unwrap().members.remove(slot);
-        t.remove_if_disposable(k);
+        assert!(t.remove_if_disposable(k).is_some());
         assert!(t.is_empty());
         assert_eq!(t.key("a"), None);
     }
 
-    fn owned(t: &mut RoomTable, name: &str) -> usize {
-        use crate::rooms::{Batcher, History, Ownership};
-        let o = Ownership::new(
+    fn owned(t: &mut TopicTable, name: &str) -> usize {
+        use crate::server::topic::TopicOwner;
+        use crate::stream::{Batcher, History};
+        let o = TopicOwner::new(
             1,
             Batcher::new(std::time::Duration::ZERO, 0),
             History::new(1, 1000, usize::MAX),
         );
-        t.get_or_insert_with(name, |n| Room::new(n, Some(o)))
+        t.get_or_insert_with(name, FeatureId::Chat, || Some(o))
     }
 
     #[test]
     fn the_shard_history_budget_trims_the_quietest_rooms_first() {
-        use crate::rooms::history::cost;
+        use crate::stream::history::cost;
         let msg = Bytes::from(vec![b'x'; 100]);
         let one = cost(&msg);
-        let mut t = RoomTable::new(5 * one);
+        let mut t = TopicTable::new(5 * one);
         let (a, b, c) = (owned(&mut t, "a"), owned(&mut t, "b"), owned(&mut t, "c"));
         t.keep_history(a, 1, msg.clone());
         t.keep_history(a, 2, msg.clone());
@@ -200,7 +223,7 @@ mod tests {
         // Over budget: `a` (quietest) loses its oldest, until empty; then `b`.
         assert_eq!(t.keep_history(c, 3, msg.clone()), 1);
         assert_eq!(t.keep_history(c, 4, msg.clone()), 1);
-        let len = |t: &RoomTable, k| t.get(k).unwrap().owner.as_ref().unwrap().history.len();
+        let len = |t: &TopicTable, k| t.get(k).unwrap().owner.as_ref().unwrap().history.len();
         assert_eq!((len(&t, a), len(&t, b), len(&t, c)), (0, 1, 4));
         assert_eq!(t.keep_history(c, 5, msg.clone()), 1);
         assert_eq!((len(&t, a), len(&t, b), len(&t, c)), (0, 0, 5));

@@ -115,6 +115,12 @@ impl TokenBucket {
         Ok(())
     }
 
+    /// Gives back `n` tokens taken by [`TokenBucket::take_n`] for a request another budget
+    /// refused (never above the bucket's size).
+    pub fn give_back(&mut self, limit: &RateLimit, n: u32) {
+        self.tokens = (self.tokens + f64::from(n)).min(limit.messages as f64);
+    }
+
     /// Takes a token for one message.
     pub fn take(&mut self, limit: &RateLimit, now: Instant) -> Verdict {
         self.refill(limit, now);
@@ -157,6 +163,23 @@ mod tests {
         );
         assert!(RateLimit::parse("0/1s").is_err());
         assert!(RateLimit::parse("30 per minute").is_err());
+    }
+
+    #[test]
+    fn given_back_tokens_are_there_again_up_to_the_size() {
+        let limit = RateLimit {
+            messages: 10,
+            window: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(&limit, t0);
+        assert!(b.take_n(&limit, t0, 10).is_ok());
+        assert!(b.take_n(&limit, t0, 4).is_err());
+        b.give_back(&limit, 4);
+        assert!(b.take_n(&limit, t0, 4).is_ok());
+        b.give_back(&limit, 100);
+        assert!(b.take_n(&limit, t0, 10).is_ok(), "full, not more");
+        assert!(b.take_n(&limit, t0, 1).is_err());
     }
 
     #[test]

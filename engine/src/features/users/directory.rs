@@ -10,7 +10,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{Notifications, Status, User};
+use super::{Notifications, Status};
+use crate::identity::User;
 
 #[derive(Debug)]
 pub struct UserRecord {

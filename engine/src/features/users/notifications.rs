@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::limits::NOTIFICATION_BODY_CHARS_MAX;
+use crate::features::users::limits::NOTIFICATION_BODY_CHARS_MAX;
 use crate::protocol::json::{push_str, push_u64};
 
 /// A notification's text for a message's `content` (raw JSON): a string's text, anything
