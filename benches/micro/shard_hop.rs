@@ -1,7 +1,11 @@
-//! Measures the cross-shard queue hop: messages pushed into a shard's inbox by another thread
-//! and popped by the owner, with the doorbell rung per burst of 64 (as the flusher does).
+//! Measures the hops between handlers: the cross-shard hop (messages pushed into a shard's
+//! inbox by another thread and popped by the owner, with the doorbell rung per burst of 64, as
+//! the flusher does), and the local hop (messages a shard routes to itself, through its local
+//! queue, drained after the handler that sent them, 64 per handler).
 
 use corecast::runtime::Inbox;
+use corecast::server::harness::Harness;
+use corecast::server::{ConnRef, ShardMsg};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -40,6 +44,23 @@ fn bench(c: &mut Criterion) {
                 }
             }
             producer.join().unwrap();
+        })
+    });
+    g.bench_function("local_fifo_100k", |b| {
+        // A frame for a connection that is gone: the hop and the dispatch, nothing else.
+        let mut h = Harness::new(1);
+        let now = h.now();
+        let gone = ConnRef { key: 0, id: 0 };
+        let frame = bytes::Bytes::from_static(b"x");
+        b.iter(|| {
+            let sh = &mut h.shards[0];
+            for _ in 0..MESSAGES / 64 {
+                for _ in 0..64 {
+                    let frame = frame.clone();
+                    sh.route(0, ShardMsg::ToConn { conn: gone, frame });
+                }
+                sh.settle(now);
+            }
         })
     });
     g.finish();
