@@ -147,15 +147,17 @@ pub fn batch<T: AsRef<[u8]>>(messages: &[T]) -> Bytes {
     text_frame(&o)
 }
 
+/// The JSON payload of a server text frame of less than 64 KiB, for tests.
+#[cfg(test)]
+pub fn payload(frame: &Bytes) -> serde_json::Value {
+    let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+    serde_json::from_slice(&frame[start..]).expect("a JSON frame")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{json, Value};
-
-    fn payload(frame: &Bytes) -> Value {
-        let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
-        serde_json::from_slice(&frame[start..]).unwrap()
-    }
 
     #[test]
     fn core_events_are_valid_json() {

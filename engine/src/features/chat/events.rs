@@ -206,12 +206,8 @@ pub fn message_new(room: &str, id: u64, from: &[u8], content: &[u8], ts_ms: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::event::payload;
     use serde_json::{json, Value};
-
-    fn payload(frame: &Bytes) -> Value {
-        let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
-        serde_json::from_slice(&frame[start..]).unwrap()
-    }
 
     #[test]
     fn chat_events_are_valid_json() {

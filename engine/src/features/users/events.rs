@@ -101,12 +101,8 @@ pub fn notification_unread(count: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
-
-    fn payload(frame: &Bytes) -> Value {
-        let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
-        serde_json::from_slice(&frame[start..]).unwrap()
-    }
+    use crate::protocol::event::payload;
+    use serde_json::json;
 
     #[test]
     fn users_events_are_valid_json() {
