@@ -118,8 +118,14 @@ pub fn ack(reference: &[u8]) -> Bytes {
 
 /// `error {code, message, ref?}`.
 pub fn error(code: &str, message: &str, reference: Option<&[u8]>) -> Bytes {
+    refusal("error", code, message, reference)
+}
+
+/// `<kind> {code, message, ref?}`: a refusal with a stable code (`error`, `auth:error`).
+pub fn refusal(kind: &str, code: &str, message: &str, reference: Option<&[u8]>) -> Bytes {
     frame(|o| {
-        o.extend_from_slice(b"{\"type\":\"error\",\"code\":");
+        open(o, kind);
+        o.extend_from_slice(b",\"code\":");
         push_str(o, code);
         o.extend_from_slice(b",\"message\":");
         push_str(o, message);

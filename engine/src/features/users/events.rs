@@ -5,7 +5,9 @@
 
 use bytes::Bytes;
 
-use crate::protocol::event::{frame, open, push_array, push_num, push_ref, push_user_fields};
+use crate::protocol::event::{
+    frame, open, push_array, push_num, push_ref, push_user_fields, refusal,
+};
 use crate::protocol::json::push_str;
 
 /// `auth:success {userId, username}`.
@@ -20,15 +22,7 @@ pub fn auth_success(user_json: &[u8], reference: Option<&[u8]>) -> Bytes {
 
 /// `auth:error {code, message}`.
 pub fn auth_error(code: &str, message: &str, reference: Option<&[u8]>) -> Bytes {
-    frame(|o| {
-        open(o, "auth:error");
-        o.extend_from_slice(b",\"code\":");
-        push_str(o, code);
-        o.extend_from_slice(b",\"message\":");
-        push_str(o, message);
-        push_ref(o, reference);
-        o.push(b'}');
-    })
+    refusal("auth:error", code, message, reference)
 }
 
 /// One user's presence: `{"userId":..,"username":..,"status":..,"lastSeen":..}`.
