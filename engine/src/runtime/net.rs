@@ -21,20 +21,19 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// Binds `count` listening sockets on one port (SO_REUSEPORT, so the kernel spreads
 /// connections over the shards). Fails if another process already listens on `addr`.
 pub fn bind_listeners(addr: SocketAddr, count: usize) -> Result<(SocketAddr, Vec<RawFd>), Error> {
-    if addr.port() != 0 {
-        // SO_REUSEPORT would let a second server share the port silently: probe first.
-        match std::net::TcpListener::bind(addr) {
-            Ok(probe) => drop(probe),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                return Err(Error::AddrInUse { addr });
-            }
-            Err(source) => return Err(Error::Bind { addr, source }),
-        }
+    if addr.port() != 0 && someone_listens(addr) {
+        // SO_REUSEPORT would let a second server share the port silently: refuse instead.
+        // (A bind probe would also refuse a restart while the last run's connections wait
+        // in TIME_WAIT on the port.)
+        return Err(Error::AddrInUse { addr });
     }
     let mut bound = addr;
     let mut fds = Vec::with_capacity(count);
     for _ in 0..count {
-        let socket = listening_socket(bound).map_err(|source| Error::Bind { addr, source })?;
+        let socket = listening_socket(bound).map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => Error::AddrInUse { addr },
+            _ => Error::Bind { addr, source },
+        })?;
         bound = socket
             .local_addr()
             .ok()
@@ -43,6 +42,23 @@ pub fn bind_listeners(addr: SocketAddr, count: usize) -> Result<(SocketAddr, Vec
         fds.push(socket.into_raw_fd());
     }
     Ok((bound, fds))
+}
+
+/// How long the probe waits for a listener on the address to answer; a local one answers
+/// (or refuses) at once.
+const LISTEN_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether something accepts connections on `addr` (for an unspecified address, on
+/// loopback).
+fn someone_listens(addr: SocketAddr) -> bool {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::net::TcpStream::connect_timeout(&target, LISTEN_PROBE_TIMEOUT).is_ok()
 }
 
 fn listening_socket(addr: SocketAddr) -> io::Result<Socket> {
