@@ -13,6 +13,7 @@
 //! (see docs/ARCHITECTURE.md, "Adding a feature").
 
 pub mod chat;
+pub mod heartbeat;
 pub mod users;
 
 use crate::config::Config;
@@ -57,6 +58,7 @@ pub enum FeatureMsg {
 pub enum ClientMsg<'v> {
     Chat(chat::ClientMsg<'v>),
     Users(users::ClientMsg<'v>),
+    Heartbeat(heartbeat::ClientMsg),
 }
 
 /// What every feature keeps per connection.
@@ -84,6 +86,9 @@ pub fn parse<'v>(kind: &str, fields: &Fields<'v>) -> Result<ClientMsg<'v>, AppEr
     if let Some(m) = users::ClientMsg::parse(kind, fields) {
         return m.map(ClientMsg::Users);
     }
+    if let Some(m) = heartbeat::ClientMsg::parse(kind, fields) {
+        return m.map(ClientMsg::Heartbeat);
+    }
     Err(unknown_type(kind))
 }
 
@@ -93,6 +98,7 @@ impl ClientMsg<'_> {
         match self {
             ClientMsg::Chat(m) => m.cost(),
             ClientMsg::Users(m) => m.cost(),
+            ClientMsg::Heartbeat(m) => m.cost(),
         }
     }
 }
@@ -176,6 +182,7 @@ impl Features {
         match message {
             ClientMsg::Chat(m) => self.chat.conflated(ctx, key, m),
             ClientMsg::Users(m) => self.users.conflated(ctx, key, m),
+            ClientMsg::Heartbeat(_) => false,
         }
     }
 
@@ -190,12 +197,18 @@ impl Features {
             self.users.login(ctx, key, username, reference);
             return Ok(());
         }
+        if let ClientMsg::Heartbeat(m) = message {
+            // Before the login check: a guest's connection is alive too.
+            heartbeat::on_client(ctx, key, m, reference);
+            return Ok(());
+        }
         if ctx.user(key).is_none() && !ctx.config().allow_anonymous {
             return Err(AppError::AuthRequired);
         }
         match message {
             ClientMsg::Chat(m) => self.chat.on_client(ctx, &self.users, key, m, reference),
             ClientMsg::Users(m) => self.users.on_client(ctx, key, m, reference),
+            ClientMsg::Heartbeat(_) => unreachable!("answered above"),
         }
     }
 
