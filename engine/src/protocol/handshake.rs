@@ -25,6 +25,8 @@ pub enum Route {
     },
     /// `GET /healthz`.
     Health,
+    /// `GET` of a file the engine serves (the JS client, pages), by its path.
+    Asset { path: String },
     /// `POST /api/notify` or `/api/publish` with a JSON body of `content_length` bytes;
     /// `api_key` from `Authorization: Bearer` or `X-Api-Key`.
     Api {
@@ -140,6 +142,13 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
     Ok(Some(Request { route, head_len }))
 }
 
+/// The paths of the files the engine serves (see `server::assets`).
+pub const ASSET_PATHS: &[&str] = &["/client.js", "/client.d.ts"];
+
+fn is_asset_path(path: &str) -> bool {
+    ASSET_PATHS.contains(&path)
+}
+
 /// A parsed request head's parts.
 struct Head<'h, 'b> {
     method: &'b str,
@@ -181,6 +190,11 @@ impl<'b> Head<'_, 'b> {
         }
         if path == "/healthz" {
             return Ok(Route::Health);
+        }
+        if is_asset_path(path) {
+            return Ok(Route::Asset {
+                path: path.to_string(),
+            });
         }
         if path != "/ws" && !path.starts_with("/ws/") {
             return Err(HandshakeError::NotFound {

@@ -8,6 +8,7 @@
 
 mod admission;
 mod api;
+mod assets;
 mod budget;
 mod connection;
 mod context;

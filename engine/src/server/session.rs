@@ -111,6 +111,11 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
             let _ = stream.write_all(&http::json_response(&body)).await;
             stream.shutdown_write();
         }
+        Route::Asset { path } => {
+            shard.borrow().stats.http_requests.fetch_add(1, RELAXED);
+            let _ = stream.write_all(&super::assets::response(&path)).await;
+            stream.shutdown_write();
+        }
         Route::Api {
             endpoint,
             api_key,

@@ -1,0 +1,108 @@
+// Types of corecast's JavaScript client (corecast.js).
+
+export declare const SEND_BUFFER_MAX: number;
+export declare const REQUEST_TIMEOUT_MS: number;
+export declare const PENDING_REQUESTS_MAX: number;
+
+export type Status = 'connecting' | 'connected' | 'disconnected' | 'reconnecting';
+
+/** Any server message: `{type, ...fields}` (see docs/PROTOCOL.md). */
+export interface Message {
+  type: string;
+  ref?: string | number;
+  room?: string;
+  [field: string]: unknown;
+}
+
+export interface ClientOptions {
+  url: string;
+  protocols?: string | string[];
+  /** Reconnect after an unexpected close (default true). */
+  reconnect?: boolean;
+  /** First reconnect delay ceiling in ms (default 1000); doubles per attempt, full jitter. */
+  reconnectDelay?: number;
+  /** Cap of the reconnect delay in ms (default 30000). */
+  maxReconnectDelay?: number;
+  /** Reconnect attempts before giving up (default Infinity). */
+  reconnectAttempts?: number;
+  /** `ping` every this many ms; nothing heard for two intervals closes and reconnects
+   * (default 30000; 0 turns it off). */
+  heartbeatInterval?: number;
+  /** How long `request` waits for its answer, in ms (default 10000). */
+  requestTimeout?: number;
+  /** Messages kept while disconnected (default 256); past it the oldest is dropped. */
+  sendBufferMax?: number;
+  /** A WebSocket constructor, where there is no global one. */
+  WebSocket?: unknown;
+  onOpen?: (established: Message) => void;
+  onClose?: (event: { code: number; reason: string }) => void;
+  onError?: (error: unknown) => void;
+  onMessage?: (message: Message) => void;
+}
+
+export declare class CorecastError extends Error {
+  code: string;
+  frame?: Message;
+}
+
+export interface SendOptions {
+  /** Never buffered while disconnected (cursor-like data). */
+  volatile?: boolean;
+}
+
+export declare class CorecastClient {
+  constructor(options: ClientOptions);
+  readonly status: Status;
+  lastMessage: Message | null;
+  connectionId: number | null;
+  user: { userId: string; username: string } | null;
+  /** Newest `message:new` id seen per room: where a resume would start. */
+  lastIds: Map<string, number>;
+  /** Messages dropped from the full send buffer. */
+  droppedSends: number;
+  connect(): this;
+  disconnect(): void;
+  /** `type` is a message type, '*' for all, or a client event: 'status', 'connected',
+   * 'reconnected', 'rejoined', 'rejoin:failed', 'buffer:dropped', 'heartbeat:timeout'. */
+  on(type: string, callback: (value: any) => void): () => void;
+  send(type: string, payload?: object, room?: string, options?: SendOptions): boolean;
+  request(type: string, payload?: object, options?: { timeout?: number; room?: string }): Promise<Message>;
+  login(username: string): Promise<Message>;
+  room(id: string, options?: { password?: string }): Room;
+  presence(room: string, options?: { user?: unknown; data?: unknown }): Presence;
+  directMessages(): {
+    send(to: string, content: unknown): Promise<Message>;
+    on(callback: (message: Message) => void): () => void;
+  };
+  notifications(): Notifications;
+}
+
+export declare class Room {
+  readonly id: string;
+  join(): Promise<Message>;
+  leave(): Promise<Message>;
+  send(content: unknown): Promise<Message>;
+  messages(options?: { limit?: number; before?: number }): Promise<Message>;
+  users(): Promise<Array<{ userId: string; username: string; status: string; lastSeen: number }>>;
+  typing(on?: boolean): void;
+  read(upTo: number): void;
+  on(callback: (message: Message) => void): () => void;
+  on(type: string, callback: (message: Message) => void): () => void;
+}
+
+export declare class Presence {
+  readonly room: string;
+  users: Map<string, Message>;
+  count(): number;
+  others(): Message[];
+  setStatus(status: 'online' | 'away' | 'dnd'): Promise<Message>;
+  close(): void;
+}
+
+export declare class Notifications {
+  unread: number;
+  list(): Promise<Message[]>;
+  markRead(ids: number[]): Promise<Message>;
+  on(callback: (notification: Message) => void): () => void;
+  close(): void;
+}
