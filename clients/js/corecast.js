@@ -5,7 +5,8 @@
 //
 // Invariants: at most one socket is open at a time; after a reconnect the login and every
 // joined room are restored exactly once, before buffered messages are sent; the send buffer
-// never holds more than `sendBufferMax` messages.
+// never holds more than `sendBufferMax` messages; a request whose promise rejected is never
+// sent afterwards.
 
 /** Messages kept while disconnected; past it the oldest is dropped (a `buffer:dropped` event). */
 export const SEND_BUFFER_MAX = 256;
@@ -100,7 +101,7 @@ export class CorecastClient {
     if (room !== undefined) message.room = room;
     this._remember(message);
     if (this._status === 'connected' && this._ws) {
-      this._ws.send(JSON.stringify(message));
+      this._write(message);
       return true;
     }
     if (options.volatile) return false;
@@ -124,11 +125,24 @@ export class CorecastClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(ref);
+        this._unbuffer(new Set([ref]));
         reject(new CorecastError('timeout', `no answer to ${type} in ${timeout} ms`));
       }, timeout);
-      this._pending.set(ref, { resolve, reject, timer });
+      this._pending.set(ref, { resolve, reject, timer, sent: false });
       this.send(type, { ...payload, ref }, options.room);
     });
+  }
+
+  /** Writes `message` to the socket; a request's entry notes that it left. */
+  _write(message) {
+    this._ws.send(JSON.stringify(message));
+    const pending = message.ref === undefined ? undefined : this._pending.get(message.ref);
+    if (pending) pending.sent = true;
+  }
+
+  /** Drops buffered requests whose promise was rejected: a rejected request is never sent. */
+  _unbuffer(refs) {
+    this._buffer = this._buffer.filter((m) => m.ref === undefined || !refs.has(m.ref));
   }
 
   // ----- helpers -------------------------------------------------------------------------
@@ -252,7 +266,7 @@ export class CorecastClient {
     if (this._ws !== ws || this._status !== 'connected') return;
     const waiting = this._buffer;
     this._buffer = [];
-    waiting.forEach((m) => this._ws.send(JSON.stringify(m)));
+    waiting.forEach((m) => this._write(m));
     this._emit(reconnected ? 'reconnected' : 'connected', message);
   }
 
@@ -282,7 +296,7 @@ export class CorecastClient {
         this._pending.delete(ref);
         reject(new CorecastError('timeout', `no answer to ${type}`));
       }, this.options.requestTimeout);
-      this._pending.set(ref, { resolve, reject, timer });
+      this._pending.set(ref, { resolve, reject, timer, sent: true });
       this._ws.send(JSON.stringify({ type, ...payload, ref }));
     });
   }
@@ -299,8 +313,9 @@ export class CorecastClient {
     this.user = this._login ? null : this.user;
     this._callback('onClose', event);
     if (!this._wanted) return this._setStatus('disconnected');
-    // Requests in flight will never be answered on this socket.
-    this._failPending(new CorecastError('disconnected', 'the connection closed'));
+    // Requests sent on this socket will never be answered; those still buffered wait for
+    // the next one (or their timeout).
+    this._failPending(new CorecastError('disconnected', 'the connection closed'), true);
     const { reconnect, reconnectAttempts } = this.options;
     if (!reconnect || this._attempt >= reconnectAttempts || event.code === 4001) {
       this._wanted = false;
@@ -369,12 +384,17 @@ export class CorecastClient {
     this._timers = { reconnect: null, heartbeat: null };
   }
 
-  _failPending(error) {
-    for (const { reject, timer } of this._pending.values()) {
+  /** Rejects the requests waiting (only those already sent, with `sentOnly`). */
+  _failPending(error, sentOnly = false) {
+    const failed = new Set();
+    for (const [ref, { reject, timer, sent }] of this._pending) {
+      if (sentOnly && !sent) continue;
       clearTimeout(timer);
       reject(error);
+      failed.add(ref);
     }
-    this._pending.clear();
+    failed.forEach((ref) => this._pending.delete(ref));
+    this._unbuffer(failed);
   }
 
   _setStatus(status) {

@@ -131,6 +131,33 @@ test('the send buffer is bounded while disconnected, oldest dropped, volatile ne
   }
 });
 
+test('a request that timed out while disconnected is never sent', async () => {
+  let srv = await startServer();
+  const port = srv.port;
+  const a = await connected(srv.url);
+  try {
+    await a.login('ann');
+    await a.room('late').join();
+    await srv.stop();
+    await until(() => a.status === 'reconnecting', 5000, 'reconnecting');
+    const late = a.request('message:send', { content: 'late' }, { room: 'late', timeout: 50 });
+    await assert.rejects(late, (e) => e.code === 'timeout');
+    a.send('message:send', { content: 'kept' }, 'late');
+    srv = await startServer(port);
+    let contents = [];
+    for (let i = 0; i < 100 && contents.length < 1; i++) {
+      await until(() => a.status === 'connected', 10000, 'reconnected');
+      const page = await a.room('late').messages({ limit: 10 });
+      contents = page.messages.map((m) => m.content);
+      if (contents.length < 1) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(contents, ['kept']);
+  } finally {
+    a.disconnect();
+    await srv.stop();
+  }
+});
+
 test('the heartbeat pings a quiet connection and the server answers', async () => {
   const srv = await startServer();
   try {
