@@ -248,14 +248,13 @@ export class CorecastClient {
     this._emit('*', message);
   }
 
-  /** The server greeted the socket: restore the session, then send what waited. */
+  /** The server greeted the socket: restore the session, then send what waited. The status
+   * turns `connected` only then, so nothing the application sends overtakes the restore. */
   async _established(message) {
     const ws = this._ws;
     this.connectionId = message.connectionId;
     if (message.user) this.user = message.user;
     const reconnected = this._attempt > 0;
-    this._attempt = 0;
-    this._setStatus('connected');
     this._startHeartbeat();
     this._callback('onOpen', message);
     try {
@@ -263,7 +262,9 @@ export class CorecastClient {
     } catch (e) {
       this._callback('onError', e);
     }
-    if (this._ws !== ws || this._status !== 'connected') return;
+    if (this._ws !== ws) return;
+    this._attempt = 0;
+    this._setStatus('connected');
     const waiting = this._buffer;
     this._buffer = [];
     waiting.forEach((m) => this._write(m));
