@@ -47,7 +47,8 @@ export class CorecastClient {
     this._pending = new Map();
     this._nextRef = 1;
     this._buffer = [];
-    this._rooms = new Map(); // room -> {password}: what to rejoin
+    this._rooms = new Map(); // room -> {password}: joined (the server said so), to rejoin
+    this._joining = new Map(); // room -> {password}: joins sent, not answered yet
     this._login = null; // the auth:login the application sent, replayed on reconnect
     this._attempt = 0;
     this._ws = null;
@@ -110,6 +111,7 @@ export class CorecastClient {
       const dropped = this._buffer.shift();
       this.droppedSends += 1;
       this._emit('buffer:dropped', { message: dropped, dropped: this.droppedSends });
+      this._reject(dropped.ref, new CorecastError('dropped', 'the send buffer was full'));
     }
     return false;
   }
@@ -131,6 +133,15 @@ export class CorecastClient {
       this._pending.set(ref, { resolve, reject, timer, sent: false });
       this.send(type, { ...payload, ref }, options.room);
     });
+  }
+
+  /** Rejects the request `ref`, if one waits. */
+  _reject(ref, error) {
+    const pending = ref === undefined ? undefined : this._pending.get(ref);
+    if (!pending) return;
+    this._pending.delete(ref);
+    clearTimeout(pending.timer);
+    pending.reject(error);
   }
 
   /** Writes `message` to the socket; a request's entry notes that it left. */
@@ -233,6 +244,7 @@ export class CorecastClient {
       this.lastIds.set(message.room, message.id);
     }
     if (message.type === 'auth:success') this.user = { userId: message.userId, username: message.username };
+    this._track(message);
     if (message.ref !== undefined && this._pending.has(String(message.ref))) {
       const { resolve, reject, timer } = this._pending.get(String(message.ref));
       this._pending.delete(String(message.ref));
@@ -302,11 +314,25 @@ export class CorecastClient {
     });
   }
 
-  /** What a reconnect must restore: the login and the rooms joined. */
+  /** What a reconnect must restore: the login, and the rooms (once `room:joined` says so). */
   _remember(message) {
     if (message.type === 'auth:login') this._login = { username: message.username };
-    if (message.type === 'room:join') this._rooms.set(message.room, { password: message.password });
-    if (message.type === 'room:leave') this._rooms.delete(message.room);
+    if (message.type === 'room:join') this._joining.set(message.room, { password: message.password });
+    if (message.type === 'room:leave') {
+      this._rooms.delete(message.room);
+      this._joining.delete(message.room);
+    }
+  }
+
+  /** The server's word on membership: `room:joined` and `room:left`. */
+  _track(message) {
+    if (message.type === 'room:joined') {
+      const how = this._joining.get(message.room) ?? this._rooms.get(message.room) ?? {};
+      this._joining.delete(message.room);
+      this._rooms.set(message.room, how);
+    } else if (message.type === 'room:left') {
+      this._rooms.delete(message.room);
+    }
   }
 
   _onClose(event) {

@@ -103,10 +103,12 @@ test('the send buffer is bounded while disconnected, oldest dropped, volatile ne
     await until(() => a.status === 'reconnecting', 5000, 'reconnecting');
     const dropped = [];
     a.on('buffer:dropped', (e) => dropped.push(e.message.content));
+    const first = a.request('message:send', { content: 'm0' }, { room: 'buf' });
     for (let i = 1; i <= 5; i++) a.send('message:send', { content: `m${i}` }, 'buf');
+    await assert.rejects(first, (e) => e.code === 'dropped', 'a dropped request rejects at once');
     assert.equal(a.send('typing:start', {}, 'buf', { volatile: true }), false);
-    assert.deepEqual(dropped, ['m1', 'm2']);
-    assert.equal(a.droppedSends, 2);
+    assert.deepEqual(dropped, ['m0', 'm1', 'm2']);
+    assert.equal(a.droppedSends, 3);
     let flushed = false;
     a.on('reconnected', () => {
       flushed = true;
