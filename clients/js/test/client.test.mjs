@@ -258,3 +258,26 @@ test('the engine serves the client at /client.js with its security headers', asy
     await srv.stop();
   }
 });
+
+test('the engine serves its pages, and every file they load, with their headers', async () => {
+  const srv = await startServer();
+  try {
+    for (const page of ['/', '/playground']) {
+      const r = await fetch(`${srv.http}${page}`);
+      assert.equal(r.status, 200, page);
+      assert.match(r.headers.get('content-type'), /text\/html/);
+      assert.match(r.headers.get('content-security-policy'), /default-src 'self'/);
+      assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
+      const html = await r.text();
+      const refs = [...html.matchAll(/(?:href|src)="(\/[^"]*)"/g)].map((m) => m[1]);
+      assert.ok(refs.length >= 3, `${page} loads its files`);
+      for (const ref of refs) {
+        const f = await fetch(`${srv.http}${ref}`);
+        assert.equal(f.status, 200, `${page} loads ${ref}`);
+      }
+    }
+    assert.equal((await fetch(`${srv.http}/nowhere`)).status, 404);
+  } finally {
+    await srv.stop();
+  }
+});

@@ -143,7 +143,16 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
 }
 
 /// The paths of the files the engine serves (see `server::assets`).
-pub const ASSET_PATHS: &[&str] = &["/client.js", "/client.d.ts"];
+pub const ASSET_PATHS: &[&str] = &[
+    "/",
+    "/playground",
+    "/style.css",
+    "/index.js",
+    "/playground.js",
+    "/favicon.svg",
+    "/client.js",
+    "/client.d.ts",
+];
 
 fn is_asset_path(path: &str) -> bool {
     ASSET_PATHS.contains(&path)

@@ -1,5 +1,6 @@
-//! The files the engine serves over HTTP, embedded in the binary: the JS client and its
-//! types. No file system, no network: they work offline.
+//! The files the engine serves over HTTP, embedded in the binary: the pages (`/`,
+//! `/playground`) with their script, style and icon, and the JS client with its types. No
+//! file system, no network: they work offline.
 //!
 //! Invariant: every path in `protocol::handshake::ASSET_PATHS` has an entry here (a test
 //! checks), and every answer carries `X-Content-Type-Options: nosniff` and a
@@ -15,7 +16,24 @@ pub struct Asset {
 
 /// The embedded file at `path`.
 pub fn asset(path: &str) -> Option<Asset> {
+    const HTML: &str = "text/html; charset=utf-8";
+    const JS: &str = "text/javascript; charset=utf-8";
     let (content_type, body): (&str, &[u8]) = match path {
+        "/" => (HTML, include_bytes!("../../../clients/pages/index.html")),
+        "/playground" => (
+            HTML,
+            include_bytes!("../../../clients/pages/playground.html"),
+        ),
+        "/style.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../../../clients/pages/style.css"),
+        ),
+        "/index.js" => (JS, include_bytes!("../../../clients/pages/index.js")),
+        "/playground.js" => (JS, include_bytes!("../../../clients/pages/playground.js")),
+        "/favicon.svg" => (
+            "image/svg+xml",
+            include_bytes!("../../../clients/pages/favicon.svg"),
+        ),
         "/client.js" => (
             "text/javascript; charset=utf-8",
             include_bytes!("../../../clients/js/corecast.js"),
