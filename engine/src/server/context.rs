@@ -82,10 +82,6 @@ impl<'a> Ctx<'a> {
 
     // ----- connections --------------------------------------------------------------------
 
-    pub fn conn(&self, key: usize) -> &Conn {
-        &self.core.conns[key]
-    }
-
     pub fn conn_ref(&self, key: usize) -> ConnRef {
         self.core.conn_ref(key)
     }
@@ -268,14 +264,6 @@ impl<'a> Ctx<'a> {
         self.core.conns[key].in_topic_count()
     }
 
-    /// The names of the topics connection `key` has joined.
-    pub fn joined_topics(&self, key: usize) -> impl Iterator<Item = &Arc<str>> {
-        self.core.conns[key]
-            .topics
-            .iter()
-            .filter_map(|&(tk, _)| self.core.topics.get(tk).map(|t| &t.name))
-    }
-
     /// This shard's members of `topic`, if it knows the topic.
     pub fn local_members(&self, topic: &str) -> impl Iterator<Item = usize> + '_ {
         self.core
@@ -343,12 +331,6 @@ impl<'a> Ctx<'a> {
     /// Sends `frame` to every member of owned topic `tk`, without an id or history.
     pub fn fanout(&mut self, tk: usize, frame: Bytes) {
         self.core.fanout(tk, frame);
-    }
-
-    /// Whether topic `tk` still exists (a fan-out's slow-consumer cuts never drop it now,
-    /// since leaves go through the local queue; a feature's own drop may).
-    pub fn topic_exists(&self, tk: usize) -> bool {
-        self.core.topics.get(tk).is_some()
     }
 
     // ----- scatter-gather and timers --------------------------------------------------------

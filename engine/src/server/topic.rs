@@ -113,14 +113,6 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// Members on every shard; only the owner knows it.
-    pub fn total_members(&self) -> u64 {
-        match &self.owner {
-            Some(o) => o.members.len() as u64,
-            None => self.members.len() as u64,
-        }
-    }
-
     /// Nothing left to remember: no members anywhere, no batch in flight, and (for the
     /// owner) a topic its feature did not ask to keep and nobody wrote in.
     pub fn is_disposable(&self) -> bool {
