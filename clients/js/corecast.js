@@ -122,8 +122,14 @@ export class CorecastClient {
     if (this._pending.size >= PENDING_REQUESTS_MAX) {
       return Promise.reject(new CorecastError('busy', 'too many requests in flight'));
     }
-    const ref = `c${this._nextRef++}`;
     const timeout = options.timeout ?? this.options.requestTimeout;
+    return this._ask(type, timeout, (ref) => this.send(type, { ...payload, ref }, options.room));
+  }
+
+  /** A promise for the answer to a fresh `ref`, which `deliver(ref)` sends (or buffers). On
+   * timeout it rejects, and the request leaves the buffer if it is still there. */
+  _ask(type, timeout, deliver) {
+    const ref = `c${this._nextRef++}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(ref);
@@ -131,7 +137,7 @@ export class CorecastClient {
         reject(new CorecastError('timeout', `no answer to ${type} in ${timeout} ms`));
       }, timeout);
       this._pending.set(ref, { resolve, reject, timer, sent: false });
-      this.send(type, { ...payload, ref }, options.room);
+      deliver(ref);
     });
   }
 
@@ -303,14 +309,8 @@ export class CorecastClient {
 
   /** A request sent now, ahead of the buffer (not remembered again). */
   _restoreRequest(type, payload) {
-    const ref = `c${this._nextRef++}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this._pending.delete(ref);
-        reject(new CorecastError('timeout', `no answer to ${type}`));
-      }, this.options.requestTimeout);
-      this._pending.set(ref, { resolve, reject, timer, sent: true });
-      this._ws.send(JSON.stringify({ type, ...payload, ref }));
+    return this._ask(type, this.options.requestTimeout, (ref) => {
+      this._write({ type, ...payload, ref });
     });
   }
 
