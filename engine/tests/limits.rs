@@ -470,5 +470,21 @@ fn healthz_shows_the_memory_bounds_the_server_runs_with() {
     assert_eq!(limits["send_queue_bytes"], 1 << 20);
     assert_eq!(limits["request_rate"], "off");
     assert!(health["stats"]["history_bytes"].is_u64());
+    assert_eq!(health["auth"]["mode"], "login", "{health}");
+    assert_eq!(health["auth"]["guests"], true);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn healthz_says_a_token_server_wants_tokens() {
+    let srv = server(|c| {
+        c.auth_secret = Some("0123456789abcdef-secret".into());
+        c.allow_anonymous = false;
+    });
+    let resp = common::http(srv.local_addr(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    let health: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(health["auth"]["mode"], "token", "{health}");
+    assert_eq!(health["auth"]["guests"], false);
     srv.shutdown().unwrap();
 }

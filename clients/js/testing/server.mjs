@@ -45,8 +45,18 @@ async function restart(port, extra) {
   }
 }
 
+/** FLAGS with those `extra` sets itself left out, then `extra` (each flag given once). */
+function args(extra) {
+  const own = new Set(extra.filter((a) => a.startsWith('--')));
+  const kept = [];
+  for (let i = 0; i < FLAGS.length; i += 2) {
+    if (!own.has(FLAGS[i])) kept.push(FLAGS[i], FLAGS[i + 1]);
+  }
+  return [...kept, ...extra];
+}
+
 function start(port, extra) {
-  const child = spawn(BIN, ['--addr', `127.0.0.1:${port}`, ...FLAGS, ...extra], {
+  const child = spawn(BIN, ['--addr', `127.0.0.1:${port}`, ...args(extra)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {

@@ -145,9 +145,12 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, HandshakeError> {
 /// The paths of the files the engine serves (see `server::assets`).
 pub const ASSET_PATHS: &[&str] = &[
     "/",
+    "/chat",
     "/playground",
     "/style.css",
     "/index.js",
+    "/chat.js",
+    "/chat-view.js",
     "/playground.js",
     "/favicon.svg",
     "/client.js",

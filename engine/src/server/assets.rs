@@ -1,4 +1,4 @@
-//! The files the engine serves over HTTP, embedded in the binary: the pages (`/`,
+//! The files the engine serves over HTTP, embedded in the binary: the pages (`/`, `/chat`,
 //! `/playground`) with their script, style and icon, and the JS client with its types. No
 //! file system, no network: they work offline.
 //!
@@ -20,6 +20,9 @@ pub fn asset(path: &str) -> Option<Asset> {
     const JS: &str = "text/javascript; charset=utf-8";
     let (content_type, body): (&str, &[u8]) = match path {
         "/" => (HTML, include_bytes!("../../../clients/pages/index.html")),
+        "/chat" => (HTML, include_bytes!("../../../clients/pages/chat.html")),
+        "/chat.js" => (JS, include_bytes!("../../../clients/pages/chat.js")),
+        "/chat-view.js" => (JS, include_bytes!("../../../clients/pages/chat-view.js")),
         "/playground" => (
             HTML,
             include_bytes!("../../../clients/pages/playground.html"),

@@ -9,9 +9,10 @@ use crate::limits::{ROOMS_PER_SHARD_MAX, USERS_PER_SHARD_MAX};
 use crate::protocol::handshake::http_response;
 use crate::stats::ShardStats;
 
-/// `{"status":"ok","shards":N,"connections":M,"limits":{...},"stats":{...}}`, the counters
-/// summed over shards; `limits` are the memory bounds of docs/ARCHITECTURE.md ("Memory budget
-/// per shard") as this server runs them.
+/// `{"status":"ok","shards":N,"connections":M,"auth":{...},"limits":{...},"stats":{...}}`, the
+/// counters summed over shards; `auth` says how clients identify (what the chat page asks
+/// for); `limits` are the memory bounds of docs/ARCHITECTURE.md ("Memory budget per shard") as
+/// this server runs them.
 pub fn health_body(config: &Config, shards: usize, stats: &[Arc<ShardStats>]) -> String {
     let connections: u64 = stats
         .iter()
@@ -19,9 +20,24 @@ pub fn health_body(config: &Config, shards: usize, stats: &[Arc<ShardStats>]) ->
         .sum();
     format!(
         "{{\"status\":\"ok\",\"shards\":{shards},\"connections\":{connections},\
-         \"limits\":{},\"stats\":{}}}",
+         \"auth\":{},\"limits\":{},\"stats\":{}}}",
+        auth_json(config),
         limits_json(config),
         ShardStats::sum_json(stats)
+    )
+}
+
+/// `{"mode":"token"|"login","guests":bool,"guestsCreateRooms":bool}`: with `token` the
+/// handshake carries a JWT; with `login` a connection sends `auth:login`.
+fn auth_json(c: &Config) -> String {
+    let mode = if c.auth_secret.is_some() {
+        "token"
+    } else {
+        "login"
+    };
+    format!(
+        "{{\"mode\":\"{mode}\",\"guests\":{},\"guestsCreateRooms\":{}}}",
+        c.allow_anonymous, c.guests_create_rooms
     )
 }
 
