@@ -194,6 +194,33 @@ test('two users chat, see typing, presence and a direct message, and survive a r
   await bob.context.close();
 });
 
+test('offline, the page does not retry; online again, it reconnects at once and sends what waited', async () => {
+  const p = await openPage(`${srv.http}/chat#general`);
+  await signIn(p.page, 'ivan');
+  let sockets = 0;
+  p.page.on('websocket', () => { sockets += 1; });
+  await p.context.setOffline(true);
+  await srv.stop();
+  await shows(p.page, '#status.reconnecting');
+  srv = await startServer(srv.port);
+  await send(p.page, 'written while offline');
+  // The client's first retry would come within a second; offline, none comes.
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.equal(sockets, 0, 'no reconnect attempt while offline');
+  assert.equal((await text(p.page, '#status'))[0], 'reconnecting');
+  const back = Date.now();
+  await p.context.setOffline(false);
+  await shows(p.page, '#status.connected');
+  assert.ok(Date.now() - back < 2000, `reconnected ${Date.now() - back} ms after coming online`);
+  assert.equal(sockets, 1, 'one attempt, at once');
+  await shows(p.page, '#messages .msg-body', 'written while offline');
+  await new Promise((r) => setTimeout(r, 200));
+  const seen = await text(p.page, '#messages .msg-body');
+  assert.equal(seen.filter((t) => t === 'written while offline').length, 1, String(seen));
+  assertNoErrors(p, SOCKET_FAILED);
+  await p.context.close();
+});
+
 test('history pages in on scroll, oldest first, each message once', async () => {
   const seeder = new CorecastClient({ url: srv.url, heartbeatInterval: 0 }).connect();
   await until(() => seeder.status === 'connected', WAIT_MS, 'the seeder');
