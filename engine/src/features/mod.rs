@@ -13,6 +13,7 @@
 //! (see docs/ARCHITECTURE.md, "Adding a feature").
 
 pub mod chat;
+pub mod docs;
 pub mod heartbeat;
 pub mod users;
 

@@ -1,0 +1,397 @@
+//! One shared plain-text document on its owner shard: the text, its version, the changes
+//! kept for transform, and the last change of each editing client (for idempotent resubmits).
+//!
+//! Invariants: `version` counts the changes applied; `kept` holds the changes of versions
+//! `version - kept.len() + 1 ..= version`, oldest first, within [`OPS_KEPT_MAX`] and
+//! [`OPS_KEPT_BYTES_MAX`]; a change applies whole or not at all; a `(client, seq)` applies at
+//! most once while the client is remembered.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ropey::Rope;
+
+use super::limits::{
+    DOC_BYTES_MAX, DOC_CLIENTS_MAX, INSERT_BYTES_MAX, OPS_KEPT_BYTES_MAX, OPS_KEPT_MAX,
+    OPS_PER_CHANGE_MAX,
+};
+use super::operation::{transform_against, Op, OpError};
+
+/// Why a change was refused (nothing of it applied).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("op {index}: {source}")]
+    InvalidOp { index: usize, source: OpError },
+    #[error("op {index} changes nothing (an empty insert or a delete of 0 characters)")]
+    EmptyOp { index: usize },
+    #[error("a change holds at most {max} ops, this one {count}")]
+    TooManyOps { count: usize, max: usize },
+    #[error("an insert holds at most {max} bytes, op {index} {size}")]
+    InsertTooLarge {
+        index: usize,
+        size: usize,
+        max: usize,
+    },
+    #[error("the document would be {size} bytes, over its limit of {max}")]
+    DocTooLarge { size: usize, max: usize },
+    #[error("version {version} is older than the oldest change kept (based on {oldest}); resync with doc:sync")]
+    VersionTooOld { version: u64, oldest: u64 },
+    #[error("version {version} is ahead of the document's ({current})")]
+    InvalidVersion { version: u64, current: u64 },
+}
+
+/// Who made a change (shown to the others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub user_id: Arc<str>,
+    pub username: Arc<str>,
+}
+
+/// An applied change: the version it made and its ops as applied.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub version: u64,
+    pub ops: Arc<[Op]>,
+    pub author: Author,
+    /// The `(client, seq)` it came with, if any.
+    pub origin: Option<(Arc<str>, u64)>,
+    bytes: usize,
+}
+
+/// What a submitted change did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Applied as version `version`, with `ops` as transformed.
+    Applied { version: u64, ops: Arc<[Op]> },
+    /// Already applied (a resubmit): its version, when it is still known.
+    Duplicate { version: u64 },
+}
+
+/// A change as submitted.
+pub struct Submit<'a> {
+    /// The version the ops are based on; `None`: the current one (no transform).
+    pub base: Option<u64>,
+    pub ops: Vec<Op>,
+    pub client: Option<(&'a str, u64)>,
+    pub author: Author,
+}
+
+#[derive(Default)]
+pub struct Document {
+    text: Rope,
+    version: u64,
+    kept: VecDeque<Change>,
+    kept_bytes: usize,
+    /// client id -> (last seq applied, its version).
+    clients: HashMap<Arc<str>, (u64, u64)>,
+}
+
+impl Document {
+    pub fn new() -> Document {
+        Document::default()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn text(&self) -> &Rope {
+        &self.text
+    }
+
+    /// Bytes of text plus bytes of kept changes (for the shard's budget).
+    pub fn bytes(&self) -> usize {
+        self.text.len_bytes() + self.kept_bytes
+    }
+
+    /// The oldest version a change may be based on (and a sync may start from).
+    pub fn oldest_base(&self) -> u64 {
+        self.version - self.kept.len() as u64
+    }
+
+    /// The changes after `version`, oldest first; `None` when they are no longer kept.
+    pub fn changes_since(&self, version: u64) -> Option<impl Iterator<Item = &Change>> {
+        if version < self.oldest_base() || version > self.version {
+            return None;
+        }
+        let skip = (version - self.oldest_base()) as usize;
+        Some(self.kept.iter().skip(skip))
+    }
+
+    /// Transforms `s.ops` against every change since `s.base` and applies them, whole or
+    /// not at all.
+    pub fn submit(&mut self, s: Submit<'_>) -> Result<Outcome, ChangeError> {
+        if let Some(version) = s.client.and_then(|(c, seq)| self.applied(c, seq)) {
+            return Ok(Outcome::Duplicate { version });
+        }
+        check_shape(&s.ops)?;
+        let base = s.base.unwrap_or(self.version);
+        let ops = self.transformed(base, s.ops)?;
+        let mut text = self.text.clone();
+        for (index, op) in ops.iter().enumerate() {
+            op.apply(&mut text)
+                .map_err(|source| ChangeError::InvalidOp { index, source })?;
+        }
+        if text.len_bytes() > DOC_BYTES_MAX {
+            let size = text.len_bytes();
+            return Err(ChangeError::DocTooLarge {
+                size,
+                max: DOC_BYTES_MAX,
+            });
+        }
+        self.text = text;
+        self.version += 1;
+        let ops: Arc<[Op]> = ops.into();
+        let origin = s.client.map(|(c, seq)| (Arc::<str>::from(c), seq));
+        if let Some((client, seq)) = &origin {
+            self.remember(client.clone(), *seq);
+        }
+        self.keep(Change {
+            version: self.version,
+            ops: ops.clone(),
+            author: s.author,
+            origin,
+            bytes: ops.iter().map(Op::bytes).sum(),
+        });
+        Ok(Outcome::Applied {
+            version: self.version,
+            ops,
+        })
+    }
+
+    /// The version `(client, seq)` made, if that change (or a later one of the client's) was
+    /// applied: a later one means this one was too (a client's seqs only grow).
+    fn applied(&self, client: &str, seq: u64) -> Option<u64> {
+        let &(last, version) = self.clients.get(client)?;
+        if seq > last {
+            return None;
+        }
+        if seq == last {
+            return Some(version);
+        }
+        let found = self.kept.iter().rev().find(|c| {
+            c.origin
+                .as_ref()
+                .is_some_and(|(id, s)| &**id == client && *s == seq)
+        });
+        Some(found.map_or(version, |c| c.version))
+    }
+
+    fn transformed(&self, base: u64, ops: Vec<Op>) -> Result<Vec<Op>, ChangeError> {
+        if base > self.version {
+            let current = self.version;
+            return Err(ChangeError::InvalidVersion {
+                version: base,
+                current,
+            });
+        }
+        let Some(since) = self.changes_since(base) else {
+            let oldest = self.oldest_base();
+            return Err(ChangeError::VersionTooOld {
+                version: base,
+                oldest,
+            });
+        };
+        let applied: Vec<Op> = since.flat_map(|c| c.ops.iter().cloned()).collect();
+        Ok(transform_against(ops, &applied))
+    }
+
+    fn remember(&mut self, client: Arc<str>, seq: u64) {
+        if !self.clients.contains_key(&client) && self.clients.len() >= DOC_CLIENTS_MAX {
+            // The client whose last change is the oldest is forgotten.
+            let oldest = self
+                .clients
+                .iter()
+                .min_by_key(|(_, (_, v))| *v)
+                .map(|(c, _)| c.clone());
+            if let Some(c) = oldest {
+                self.clients.remove(&c);
+            }
+        }
+        self.clients.insert(client, (seq, self.version));
+    }
+
+    fn keep(&mut self, change: Change) {
+        self.kept_bytes += change.bytes;
+        self.kept.push_back(change);
+        while self.kept.len() > OPS_KEPT_MAX || self.kept_bytes > OPS_KEPT_BYTES_MAX {
+            let Some(gone) = self.kept.pop_front() else {
+                break;
+            };
+            self.kept_bytes -= gone.bytes;
+        }
+    }
+}
+
+fn check_shape(ops: &[Op]) -> Result<(), ChangeError> {
+    if ops.len() > OPS_PER_CHANGE_MAX {
+        let count = ops.len();
+        return Err(ChangeError::TooManyOps {
+            count,
+            max: OPS_PER_CHANGE_MAX,
+        });
+    }
+    for (index, op) in ops.iter().enumerate() {
+        if op.is_noop() {
+            return Err(ChangeError::EmptyOp { index });
+        }
+        if let Op::Insert { text, .. } = op {
+            if text.len() > INSERT_BYTES_MAX {
+                let size = text.len();
+                return Err(ChangeError::InsertTooLarge {
+                    index,
+                    size,
+                    max: INSERT_BYTES_MAX,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn author() -> Author {
+        Author {
+            user_id: Arc::from("alice"),
+            username: Arc::from("alice"),
+        }
+    }
+
+    fn submit(
+        d: &mut Document,
+        base: Option<u64>,
+        ops: Vec<Op>,
+        client: Option<(&str, u64)>,
+    ) -> Result<Outcome, ChangeError> {
+        d.submit(Submit {
+            base,
+            ops,
+            client,
+            author: author(),
+        })
+    }
+
+    #[test]
+    fn concurrent_changes_are_transformed_and_the_first_insert_stays_left() {
+        let mut d = Document::new();
+        submit(&mut d, Some(0), vec![Op::insert(0, "héllo")], None).unwrap();
+        // Two editors at version 1 insert at the same place: the first applied stays left.
+        submit(&mut d, Some(1), vec![Op::insert(5, " A")], None).unwrap();
+        let Outcome::Applied { version, ops } =
+            submit(&mut d, Some(1), vec![Op::insert(5, " B")], None).unwrap()
+        else {
+            panic!("applied")
+        };
+        assert_eq!(version, 3);
+        assert_eq!(&*ops, &[Op::insert(7, " B")]);
+        assert_eq!(d.text().to_string(), "héllo A B");
+        // A delete based on version 1 still removes what it meant: "é".
+        submit(&mut d, Some(1), vec![Op::delete(1, 1)], None).unwrap();
+        assert_eq!(d.text().to_string(), "hllo A B");
+    }
+
+    #[test]
+    fn a_change_applies_whole_or_not_at_all() {
+        let mut d = Document::new();
+        submit(&mut d, None, vec![Op::insert(0, "abc")], None).unwrap();
+        let e = submit(
+            &mut d,
+            None,
+            vec![Op::insert(3, "d"), Op::delete(2, 5)],
+            None,
+        );
+        assert!(
+            matches!(e, Err(ChangeError::InvalidOp { index: 1, .. })),
+            "{e:?}"
+        );
+        assert_eq!(d.text().to_string(), "abc");
+        assert_eq!(d.version(), 1);
+        let e = submit(&mut d, None, vec![Op::insert(4, "x")], None);
+        assert!(
+            matches!(e, Err(ChangeError::InvalidOp { index: 0, .. })),
+            "{e:?}"
+        );
+        let e = submit(&mut d, None, vec![Op::delete(0, 0)], None);
+        assert_eq!(e.unwrap_err(), ChangeError::EmptyOp { index: 0 });
+    }
+
+    #[test]
+    fn versions_ahead_or_no_longer_kept_are_refused() {
+        let mut d = Document::new();
+        let e = submit(&mut d, Some(1), vec![Op::insert(0, "a")], None);
+        assert_eq!(
+            e.unwrap_err(),
+            ChangeError::InvalidVersion {
+                version: 1,
+                current: 0
+            }
+        );
+        for i in 0..OPS_KEPT_MAX + 5 {
+            submit(&mut d, None, vec![Op::insert(i, "a")], None).unwrap();
+        }
+        assert_eq!(d.oldest_base(), 5);
+        let e = submit(&mut d, Some(4), vec![Op::insert(0, "a")], None);
+        assert_eq!(
+            e.unwrap_err(),
+            ChangeError::VersionTooOld {
+                version: 4,
+                oldest: 5
+            }
+        );
+        assert!(d.changes_since(4).is_none());
+        assert_eq!(d.changes_since(5).unwrap().count(), OPS_KEPT_MAX);
+    }
+
+    #[test]
+    fn a_resubmit_is_answered_with_its_first_version_and_not_applied_again() {
+        let mut d = Document::new();
+        let first = submit(&mut d, Some(0), vec![Op::insert(0, "a")], Some(("c1", 1))).unwrap();
+        assert!(matches!(first, Outcome::Applied { version: 1, .. }));
+        submit(&mut d, None, vec![Op::insert(0, "b")], Some(("c2", 1))).unwrap();
+        submit(&mut d, Some(1), vec![Op::insert(1, "c")], Some(("c1", 2))).unwrap();
+        let again = submit(&mut d, Some(0), vec![Op::insert(0, "a")], Some(("c1", 1))).unwrap();
+        assert!(
+            matches!(again, Outcome::Duplicate { version: 1 }),
+            "{again:?}"
+        );
+        let again = submit(&mut d, Some(1), vec![Op::insert(1, "c")], Some(("c1", 2))).unwrap();
+        assert!(
+            matches!(again, Outcome::Duplicate { version: 3 }),
+            "{again:?}"
+        );
+        assert_eq!(d.text().to_string(), "bac");
+        assert_eq!(d.version(), 3);
+    }
+
+    #[test]
+    fn limits_are_refused_with_their_numbers() {
+        let mut d = Document::new();
+        let many = vec![Op::insert(0, "a"); OPS_PER_CHANGE_MAX + 1];
+        assert_eq!(
+            submit(&mut d, None, many, None).unwrap_err(),
+            ChangeError::TooManyOps {
+                count: OPS_PER_CHANGE_MAX + 1,
+                max: OPS_PER_CHANGE_MAX
+            }
+        );
+        let big = "x".repeat(INSERT_BYTES_MAX + 1);
+        let e = submit(&mut d, None, vec![Op::insert(0, &big)], None).unwrap_err();
+        assert!(matches!(e, ChangeError::InsertTooLarge { .. }), "{e:?}");
+        let chunk = "y".repeat(INSERT_BYTES_MAX);
+        for _ in 0..DOC_BYTES_MAX / INSERT_BYTES_MAX {
+            submit(&mut d, None, vec![Op::insert(0, &chunk)], None).unwrap();
+        }
+        let e = submit(&mut d, None, vec![Op::insert(0, "z")], None).unwrap_err();
+        assert_eq!(
+            e,
+            ChangeError::DocTooLarge {
+                size: DOC_BYTES_MAX + 1,
+                max: DOC_BYTES_MAX
+            }
+        );
+        assert!(d.kept_bytes <= OPS_KEPT_BYTES_MAX);
+    }
+}

@@ -1,0 +1,39 @@
+//! The documents feature's limits: what one document, one change and one shard may hold.
+//!
+//! Invariant: every number here is enforced where a change or a join arrives, and a limit hit
+//! is answered with its own error code (docs/PROTOCOL.md, "Documents").
+
+/// Text a document may hold (`doc_too_large`): a megabyte of plain text is a long book, and
+/// the whole text is sent to each joining editor in one frame.
+pub const DOC_BYTES_MAX: usize = 1 << 20;
+
+/// Ops in one change (`too_many_ops`): an editor sends what one keystroke or paste did; the
+/// transform's cost grows with ops times the changes it crosses.
+pub const OPS_PER_CHANGE_MAX: usize = 256;
+
+/// Bytes one insert may carry (`insert_too_large`): a large paste, well under the frame limit.
+pub const INSERT_BYTES_MAX: usize = 64 << 10;
+
+/// Changes kept for transform and catch-up (`version_too_old` past it): ten thousand versions
+/// is minutes of a busy document; an editor further behind resyncs from `doc:state`.
+pub const OPS_KEPT_MAX: usize = 10_000;
+
+/// Bytes of kept changes per document: the oldest go first past it, so large pastes cannot
+/// make the kept history the biggest thing on the shard.
+pub const OPS_KEPT_BYTES_MAX: usize = 4 << 20;
+
+/// Editing clients remembered per document for idempotent resubmits; past it the one whose
+/// last change is the oldest is forgotten (its resubmit of a change that old would apply again,
+/// but it is far behind `OPS_KEPT_MAX` by then on a busy document).
+pub const DOC_CLIENTS_MAX: usize = 4096;
+
+/// Connections editing one document (`doc_full`): every change goes to every editor.
+pub const DOC_EDITORS_MAX: usize = 10_000;
+
+/// Documents a shard holds (`doc_limit`). With [`DOC_BYTES_MAX`] and [`OPS_KEPT_BYTES_MAX`]
+/// this bounds a shard's documents, and [`DOC_BYTES_PER_SHARD_MAX`] bounds them tighter.
+pub const DOCS_PER_SHARD_MAX: usize = 10_000;
+
+/// Bytes of text and kept changes all of a shard's documents hold together (`doc_limit` for a
+/// new document, `doc_too_large` for a change that grows one): 512 MiB.
+pub const DOC_BYTES_PER_SHARD_MAX: usize = 512 << 20;
