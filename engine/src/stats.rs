@@ -89,6 +89,12 @@ counters! {
     rooms_expired,
     /// Empty rooms forgotten early to make way in a full room table.
     rooms_evicted,
+    /// Documents this shard owns now.
+    docs,
+    /// Changes applied to this shard's documents.
+    doc_changes,
+    /// Changes answered as duplicates of one applied already (idempotent resubmits).
+    doc_resubmits,
     /// Pongs that replaced one still waiting to be sent (a ping flood costs no memory).
     pongs_conflated,
     /// Sockets reset at close because the peer left bytes unread past the close linger.

@@ -28,6 +28,7 @@ use crate::server::{Closed, Ctx, Dropped, Gathered};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeatureId {
     Chat,
+    Docs,
 }
 
 /// Messages for the owner of a key, by feature.
@@ -35,6 +36,7 @@ pub enum FeatureId {
 pub enum OwnedMsg {
     Room(chat::ToRoom),
     User(users::ToUser),
+    Doc(docs::ToDoc),
 }
 
 impl OwnedMsg {
@@ -43,6 +45,7 @@ impl OwnedMsg {
         match self {
             OwnedMsg::Room(m) => &m.room,
             OwnedMsg::User(m) => &m.user,
+            OwnedMsg::Doc(m) => &m.doc,
         }
     }
 }
@@ -59,6 +62,7 @@ pub enum FeatureMsg {
 pub enum ClientMsg<'v> {
     Chat(chat::ClientMsg<'v>),
     Users(users::ClientMsg<'v>),
+    Docs(docs::ClientMsg<'v>),
     Heartbeat(heartbeat::ClientMsg),
 }
 
@@ -67,6 +71,7 @@ pub enum ClientMsg<'v> {
 pub struct ConnState {
     pub chat: chat::ConnState,
     pub users: users::ConnState,
+    pub docs: docs::ConnState,
 }
 
 /// The budget cost of a message that did not parse: it still took parsing.
@@ -87,6 +92,9 @@ pub fn parse<'v>(kind: &str, fields: &Fields<'v>) -> Result<ClientMsg<'v>, AppEr
     if let Some(m) = users::ClientMsg::parse(kind, fields) {
         return m.map(ClientMsg::Users);
     }
+    if let Some(m) = docs::ClientMsg::parse(kind, fields) {
+        return m.map(ClientMsg::Docs);
+    }
     if let Some(m) = heartbeat::ClientMsg::parse(kind, fields) {
         return m.map(ClientMsg::Heartbeat);
     }
@@ -99,6 +107,7 @@ impl ClientMsg<'_> {
         match self {
             ClientMsg::Chat(m) => m.cost(),
             ClientMsg::Users(m) => m.cost(),
+            ClientMsg::Docs(m) => m.cost(),
             ClientMsg::Heartbeat(m) => m.cost(),
         }
     }
@@ -142,6 +151,7 @@ pub fn api_message(
 pub struct Features {
     pub chat: chat::Chat,
     pub users: users::Users,
+    pub docs: docs::Docs,
 }
 
 impl Features {
@@ -149,6 +159,7 @@ impl Features {
         Self {
             chat: chat::Chat::new(),
             users: users::Users::new(),
+            docs: docs::Docs::new(),
         }
     }
 
@@ -183,7 +194,7 @@ impl Features {
         match message {
             ClientMsg::Chat(m) => self.chat.conflated(ctx, key, m),
             ClientMsg::Users(m) => self.users.conflated(ctx, key, m),
-            ClientMsg::Heartbeat(_) => false,
+            ClientMsg::Docs(_) | ClientMsg::Heartbeat(_) => false,
         }
     }
 
@@ -209,6 +220,7 @@ impl Features {
         match message {
             ClientMsg::Chat(m) => self.chat.on_client(ctx, &self.users, key, m, reference),
             ClientMsg::Users(m) => self.users.on_client(ctx, key, m, reference),
+            ClientMsg::Docs(m) => self.docs.on_client(ctx, key, m, reference),
             ClientMsg::Heartbeat(_) => unreachable!("answered above"),
         }
     }
@@ -218,6 +230,7 @@ impl Features {
         match msg {
             OwnedMsg::Room(m) => self.chat.on_owned(ctx, m),
             OwnedMsg::User(m) => self.users.on_owned(ctx, m),
+            OwnedMsg::Doc(m) => self.docs.on_owned(ctx, m),
         }
     }
 
@@ -238,9 +251,10 @@ impl Features {
         self.users.on_activity(ctx, key);
     }
 
-    /// Connection `conn` was registered.
-    pub fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnRef) {
+    /// Connection `conn` was registered; `home`: the topic its URL named.
+    pub fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnRef, home: Option<&str>) {
         self.users.on_open(ctx, conn);
+        self.docs.on_open(ctx, conn, home);
     }
 
     /// A connection closed; each feature that keeps state for connections sees it once
@@ -260,6 +274,7 @@ impl Features {
     ) {
         match feature {
             FeatureId::Chat => self.chat.on_member_left(ctx, tk, conn_id, gone),
+            FeatureId::Docs => self.docs.on_member_left(ctx, tk, conn_id, gone),
         }
     }
 
@@ -267,6 +282,7 @@ impl Features {
     pub fn on_topic_dropped(&mut self, ctx: &mut Ctx<'_>, dropped: &Dropped) {
         match dropped.feature {
             FeatureId::Chat => self.chat.on_topic_dropped(ctx, dropped),
+            FeatureId::Docs => self.docs.on_topic_dropped(ctx, dropped),
         }
     }
 
@@ -274,6 +290,7 @@ impl Features {
     pub fn on_gathered(&mut self, ctx: &mut Ctx<'_>, feature: FeatureId, gathered: Gathered) {
         match feature {
             FeatureId::Chat => self.chat.on_gathered(ctx, gathered),
+            FeatureId::Docs => unreachable!("documents scatter no gathers"),
         }
     }
 

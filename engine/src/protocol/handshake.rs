@@ -14,12 +14,13 @@ const REQUEST_HEADERS_MAX: usize = 64;
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// Upgrade to a WebSocket; `room` is the home room named in the path or query, `token`
+    /// Upgrade to a WebSocket; `home` is the home topic named in the path or query (a room,
+    /// or [`DOC_TOPIC_PREFIX`] and a document for `/ws/collab/{doc}`), `token`
     /// the JWT from `?token=` or `Authorization: Bearer`, `protocols` the subprotocols the
     /// client offers (`Sec-WebSocket-Protocol`), in its order of preference.
     WebSocket {
         key: String,
-        room: Option<String>,
+        home: Option<String>,
         token: Option<String>,
         protocols: Vec<String>,
     },
@@ -254,7 +255,7 @@ impl<'b> Head<'_, 'b> {
         if !valid_key(key) {
             return Err(HandshakeError::BadKey);
         }
-        let room = home_room(path, query)?;
+        let home = home_topic(path, query)?;
         let token = query
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
             .map(str::to_string)
@@ -271,7 +272,7 @@ impl<'b> Head<'_, 'b> {
             .collect();
         Ok(Route::WebSocket {
             key: key.to_string(),
-            room,
+            home,
             token,
             protocols,
         })
@@ -304,8 +305,19 @@ fn bearer_token(value: &str) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
 
-/// The home room: `/ws/room/{room}` or `?room={room}`.
-fn home_room(path: &str, query: Option<&str>) -> Result<Option<String>, HandshakeError> {
+/// The topic name of document `{doc}` (`/ws/collab/{doc}`): `/` is in no room name, so a
+/// document's topic never meets a room's.
+pub const DOC_TOPIC_PREFIX: &str = "doc/";
+
+/// The home topic: room `{room}` for `/ws/room/{room}` or `?room={room}`, document `{doc}`
+/// for `/ws/collab/{doc}` (names as room names).
+fn home_topic(path: &str, query: Option<&str>) -> Result<Option<String>, HandshakeError> {
+    if let Some(doc) = path.strip_prefix("/ws/collab/") {
+        if !valid_room_name(doc) {
+            return Err(HandshakeError::BadRoom);
+        }
+        return Ok(Some(format!("{DOC_TOPIC_PREFIX}{doc}")));
+    }
     let from_path = path.strip_prefix("/ws/room/");
     let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("room=")));
     match from_path.or(from_query) {
@@ -378,7 +390,7 @@ mod tests {
             parsed.route,
             Route::WebSocket {
                 key: KEY.into(),
-                room: None,
+                home: None,
                 token: None,
                 protocols: Vec::new(),
             }
@@ -424,13 +436,21 @@ mod tests {
         let p = parse_request(req("/ws/room/lobby-1", "").as_bytes())
             .unwrap()
             .unwrap();
-        assert!(matches!(p.route, Route::WebSocket { room: Some(r), .. } if r == "lobby-1"));
+        assert!(matches!(p.route, Route::WebSocket { home: Some(r), .. } if r == "lobby-1"));
         let p = parse_request(req("/ws/chat?x=1&room=general", "").as_bytes())
             .unwrap()
             .unwrap();
-        assert!(matches!(p.route, Route::WebSocket { room: Some(r), .. } if r == "general"));
+        assert!(matches!(p.route, Route::WebSocket { home: Some(r), .. } if r == "general"));
         assert_eq!(
             parse_request(req("/ws/room/bad%20name", "").as_bytes()),
+            Err(HandshakeError::BadRoom)
+        );
+        let p = parse_request(req("/ws/collab/doc123", "").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(p.route, Route::WebSocket { home: Some(r), .. } if r == "doc/doc123"));
+        assert_eq!(
+            parse_request(req("/ws/collab/", "").as_bytes()),
             Err(HandshakeError::BadRoom)
         );
     }

@@ -7,6 +7,13 @@ use std::io::Write;
 /// Appends `s` as a JSON string literal (quotes included).
 pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    push_str_body(out, s);
+    out.push(b'"');
+}
+
+/// Appends `s` escaped as the inside of a JSON string (no quotes): for a string written in
+/// pieces.
+pub fn push_str_body(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -28,7 +35,6 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Appends an unsigned integer.

@@ -82,6 +82,8 @@ pub enum AppError {
     UnknownUser { user: String },
     #[error("too many {what} requests in flight (at most {max}); retry")]
     Busy { what: &'static str, max: usize },
+    #[error(transparent)]
+    Doc(#[from] crate::features::docs::DocError),
 }
 
 impl AppError {
@@ -111,6 +113,7 @@ impl AppError {
             AppError::GuestsCannotCreate => "auth_required",
             AppError::UnknownUser { .. } => "unknown_user",
             AppError::Busy { .. } => "busy",
+            AppError::Doc(e) => e.code(),
         }
     }
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::connection::{Conn, Phase};
 use super::gather::GatherRef;
 use super::shard::Shard;
+use super::shard_msg::NOBODY;
 use super::shard_msg::{ConnRef, ShardMsg};
 use super::timer::TimersFull;
 use super::topic::{Topic, TopicOwner};
@@ -330,7 +331,12 @@ impl<'a> Ctx<'a> {
 
     /// Sends `frame` to every member of owned topic `tk`, without an id or history.
     pub fn fanout(&mut self, tk: usize, frame: Bytes) {
-        self.core.fanout(tk, frame);
+        self.core.fanout(tk, frame, NOBODY);
+    }
+
+    /// Sends `frame` to every member of owned topic `tk` but connection `except`.
+    pub fn fanout_except(&mut self, tk: usize, frame: Bytes, except: u64) {
+        self.core.fanout(tk, frame, except);
     }
 
     // ----- scatter-gather and timers --------------------------------------------------------

@@ -91,11 +91,26 @@ impl Harness {
         self.open(shard, Some(User::new(user, user)))
     }
 
+    /// A connection of `user` (None: a guest) on `shard`, as if its URL named topic `home`.
+    pub fn connect_home(&mut self, shard: usize, user: Option<&str>, home: &str) -> ConnRef {
+        let user = user.map(|u| User::new(u, u));
+        self.open_at(shard, user, Some(home.into()))
+    }
+
     fn open(&mut self, shard: usize, user: Option<Arc<User>>) -> ConnRef {
+        self.open_at(shard, user, None)
+    }
+
+    fn open_at(
+        &mut self,
+        shard: usize,
+        user: Option<Arc<User>>,
+        home: Option<Box<str>>,
+    ) -> ConnRef {
         let now = self.now;
         self.admission.try_admit().expect("no connection limit");
         let sh = &mut self.shards[shard];
-        let key = sh.add_conn(-1, user, now);
+        let key = sh.add_conn(-1, user, home, now);
         sh.conn_ref(key)
     }
 

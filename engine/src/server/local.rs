@@ -16,7 +16,7 @@ pub enum Local {
     /// A message routed to this shard itself.
     Msg(ShardMsg),
     /// A connection was registered (its token's user, if any, is identified already).
-    Opened(ConnRef),
+    Opened(ConnRef, Option<Box<str>>),
     /// A connection closed: the core has taken it out of its topics and its user's devices.
     Closed(Box<Closed>),
     /// An owned topic was forgotten (empty and disposable, or expired).

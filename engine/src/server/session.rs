@@ -126,13 +126,13 @@ pub async fn serve_accepted(shard: ShardRef, mut stream: Stream) {
         }
         Route::WebSocket {
             key,
-            room,
+            home,
             token,
             protocols,
         } => {
             let ws = WebSocketRequest {
                 key,
-                room,
+                home,
                 token,
                 protocols,
                 leftover,
@@ -153,7 +153,7 @@ fn count_handshake_failure(shard: &ShardRef) {
 /// An upgrade request, read.
 struct WebSocketRequest {
     key: String,
-    room: Option<String>,
+    home: Option<String>,
     token: Option<String>,
     protocols: Vec<String>,
     leftover: Vec<u8>,
@@ -181,8 +181,9 @@ async fn serve_websocket(shard: ShardRef, mut stream: Stream, ws: WebSocketReque
         leftover: ws.leftover,
         user,
         token_exp,
+        home: ws.home,
     };
-    let target = ws.room.as_deref().map_or(me, |r| owner_shard(r, shards));
+    let target = up.home.as_deref().map_or(me, |r| owner_shard(r, shards));
     if target == me {
         // A task of its own: the handshake's state is freed, not carried for the
         // connection's lifetime.
@@ -301,10 +302,11 @@ impl Shard {
             user,
             token_exp,
             mut leftover,
+            home,
             ..
         } = up;
         let now = Now::read();
-        let key = self.add_conn(fd, user, now);
+        let key = self.add_conn(fd, user, home.map(Into::into), now);
         if let Some(ip) = peer_ip(fd) {
             self.conns[key].ip = Some(ip);
             self.address_joined(ip, now.mono);

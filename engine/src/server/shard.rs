@@ -29,6 +29,7 @@ use super::context::{Ctx, Now};
 use super::fanout_chunks::FanoutChunks;
 use super::gather::Gather;
 use super::local::{Closed, Local};
+use super::shard_msg::NOBODY;
 use super::shard_msg::{connection_id, shard_of, ConnRef, ShardMsg};
 use super::timer::Timers;
 use super::topic_table::TopicTable;
@@ -255,7 +256,7 @@ impl Shard {
         let mut ctx = Ctx::new(self, now);
         match item {
             Local::Msg(msg) => self.handle_msg(features, msg, now),
-            Local::Opened(conn) => features.on_open(&mut ctx, conn),
+            Local::Opened(conn, home) => features.on_open(&mut ctx, conn, home.as_deref()),
             Local::Closed(closed) => features.on_close(&mut ctx, &closed),
             Local::TopicDropped(dropped) => features.on_topic_dropped(&mut ctx, &dropped),
             Local::Timer(msg) => features.on_shard(&mut ctx, msg),
@@ -270,7 +271,13 @@ impl Shard {
             ShardMsg::Leave { topic, conn_id } => self.owner_leave(features, &topic, conn_id, now),
             ShardMsg::Deliver { topic, frame } => {
                 if let Some(tk) = self.topics.key(&topic) {
-                    self.enqueue_to_members(tk, &frame);
+                    self.enqueue_to_members(tk, &frame, NOBODY);
+                }
+            }
+            ShardMsg::DeliverExcept(d) => {
+                let (topic, frame, except) = *d;
+                if let Some(tk) = self.topics.key(&topic) {
+                    self.enqueue_to_members(tk, &frame, except);
                 }
             }
             ShardMsg::ToConn { conn, frame } => self.deliver_to_conn(conn, frame),
@@ -294,8 +301,15 @@ impl Shard {
 
     // ----- connections -------------------------------------------------------------------
 
-    /// Registers an upgraded connection (of `user` when it came with a token) and greets it.
-    pub fn add_conn(&mut self, fd: std::os::fd::RawFd, user: Option<Arc<User>>, now: Now) -> usize {
+    /// Registers an upgraded connection (of `user` when it came with a token; `home`: the
+    /// topic its URL named) and greets it.
+    pub fn add_conn(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        user: Option<Arc<User>>,
+        home: Option<Box<str>>,
+        now: Now,
+    ) -> usize {
         let id = connection_id(self.id, self.next_seq);
         self.next_seq += 1;
         let key = self.conns.insert(Conn::new(
@@ -313,7 +327,8 @@ impl Shard {
             self.identify(key, user);
         }
         // The features see it open before anything it sends.
-        self.local.push_back(Local::Opened(ConnRef { key, id }));
+        self.local
+            .push_back(Local::Opened(ConnRef { key, id }, home));
         self.settle(now);
         key
     }

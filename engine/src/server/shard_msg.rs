@@ -35,7 +35,12 @@ pub struct Upgrade {
     pub user: Option<Arc<User>>,
     /// The token's `exp` (Unix seconds): the connection is closed (4001) once it passes.
     pub token_exp: Option<u64>,
+    /// The home topic the URL named (the features decide what it means).
+    pub home: Option<String>,
 }
+
+/// The `except` of a delivery to every member: no connection has this id.
+pub const NOBODY: u64 = u64::MAX;
 
 /// A message between shards (or to this shard, through its local queue). Core messages carry
 /// topics' membership and frames; features' messages ride in `Owned` (to the owner of the key
@@ -56,6 +61,9 @@ pub enum ShardMsg {
     Leave { topic: Arc<str>, conn_id: u64 },
     /// From a topic's owner: an encoded frame for this shard's members of `topic`.
     Deliver { topic: Arc<str>, frame: Bytes },
+    /// `Deliver` to every member but connection `except` (the author of what the frame
+    /// tells); boxed, so the common message stays small.
+    DeliverExcept(Box<(Arc<str>, Bytes, u64)>),
     /// A frame for one connection (an answer from an owner); dropped if it closed.
     ToConn { conn: ConnRef, frame: Bytes },
     /// A frame for every connection of `user_id` on this shard.

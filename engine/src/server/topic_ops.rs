@@ -16,6 +16,7 @@ use super::context::Now;
 use super::gather::{Gather, GatherRef, Gathered, GATHERS_PER_SHARD_MAX};
 use super::local::{Dropped, Local};
 use super::shard::Shard;
+use super::shard_msg::NOBODY;
 use super::shard_msg::{shard_of, ConnRef, Joined, ShardMsg};
 use super::topic::TopicOwner;
 use crate::features::{FeatureId, FeatureMsg, Features, OwnedMsg};
@@ -328,7 +329,7 @@ impl Shard {
             self.wake_timer_task(at);
         }
         if let Some(messages) = out {
-            self.fanout(tk, event::batch(&messages));
+            self.fanout(tk, event::batch(&messages), NOBODY);
         }
     }
 
@@ -390,26 +391,32 @@ impl Shard {
         }
     }
 
-    /// Queues `frame` to every member of owned topic `tk`: local ones directly, other shards'
-    /// through their inboxes (one message per shard, whatever its member count).
-    pub fn fanout(&mut self, tk: usize, frame: Bytes) {
+    /// Queues `frame` to every member of owned topic `tk` but connection `except` ([`NOBODY`]:
+    /// none): local ones directly, other shards' through their inboxes (one message per
+    /// shard, whatever its member count).
+    pub fn fanout(&mut self, tk: usize, frame: Bytes, except: u64) {
         let topic = self.topics.get(tk).expect("topic exists");
         let name = topic.name.clone();
         for shard in 0..self.shards {
             let owner = self.topic_owner(tk);
             if owner.remote[shard] > 0 {
                 let (topic, frame) = (name.clone(), frame.clone());
-                self.send_to(shard, ShardMsg::Deliver { topic, frame });
+                let msg = if except == NOBODY {
+                    ShardMsg::Deliver { topic, frame }
+                } else {
+                    ShardMsg::DeliverExcept(Box::new((topic, frame, except)))
+                };
+                self.send_to(shard, msg);
             }
         }
-        self.enqueue_to_members(tk, &frame);
+        self.enqueue_to_members(tk, &frame, except);
     }
 
     /// Queues `frame` to this shard's members of topic `tk`. The frame is copied once into
     /// the topic's chunk, and each member's queue takes (or extends) a range of it: no
     /// reference count and no entry per member per message. Members whose queue is full are
     /// cut off after the loop, since the cut changes the topic.
-    pub(super) fn enqueue_to_members(&mut self, tk: usize, frame: &Bytes) {
+    pub(super) fn enqueue_to_members(&mut self, tk: usize, frame: &Bytes, except: u64) {
         let Some(topic) = self.topics.get(tk) else {
             return;
         };
@@ -422,7 +429,7 @@ impl Shard {
         let mut queued = 0;
         for (_, &key) in topic.members.iter() {
             let conn = &mut self.conns[key];
-            if conn.phase != Phase::Open {
+            if conn.phase != Phase::Open || conn.id == except {
                 continue;
             }
             let pushed = match &placed {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use ropey::Rope;
 
+use crate::identity::User;
+
 use super::limits::{
     DOC_BYTES_MAX, DOC_CLIENTS_MAX, INSERT_BYTES_MAX, OPS_KEPT_BYTES_MAX, OPS_KEPT_MAX,
     OPS_PER_CHANGE_MAX,
@@ -32,7 +34,7 @@ pub enum ChangeError {
         size: usize,
         max: usize,
     },
-    #[error("the document would be {size} bytes, over its limit of {max}")]
+    #[error("the document would be {size} bytes as JSON, over its limit of {max}")]
     DocTooLarge { size: usize, max: usize },
     #[error("version {version} is older than the oldest change kept (based on {oldest}); resync with doc:sync")]
     VersionTooOld { version: u64, oldest: u64 },
@@ -41,11 +43,7 @@ pub enum ChangeError {
 }
 
 /// Who made a change (shown to the others).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Author {
-    pub user_id: Arc<str>,
-    pub username: Arc<str>,
-}
+pub type Author = Arc<User>;
 
 /// An applied change: the version it made and its ops as applied.
 #[derive(Debug, Clone)]
@@ -76,9 +74,12 @@ pub struct Submit<'a> {
     pub author: Author,
 }
 
-#[derive(Default)]
 pub struct Document {
     text: Rope,
+    /// The text's length as a JSON string's content (escapes counted): what `doc:state`
+    /// carries, held within `max_bytes`.
+    json_bytes: usize,
+    max_bytes: usize,
     version: u64,
     kept: VecDeque<Change>,
     kept_bytes: usize,
@@ -86,9 +87,42 @@ pub struct Document {
     clients: HashMap<Arc<str>, (u64, u64)>,
 }
 
+impl Default for Document {
+    fn default() -> Self {
+        Document::with_max(DOC_BYTES_MAX)
+    }
+}
+
+/// Bytes `c` takes inside a JSON string (as `protocol::json::push_str` writes it).
+fn json_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' => 2,
+        '\0'..='\u{1f}' => 6,
+        _ => c.len_utf8(),
+    }
+}
+
 impl Document {
     pub fn new() -> Document {
         Document::default()
+    }
+
+    /// An empty document whose text may take `max_bytes` as JSON.
+    pub fn with_max(max_bytes: usize) -> Document {
+        Document {
+            text: Rope::new(),
+            json_bytes: 0,
+            max_bytes,
+            version: 0,
+            kept: VecDeque::new(),
+            kept_bytes: 0,
+            clients: HashMap::new(),
+        }
+    }
+
+    /// The text's length as JSON string content.
+    pub fn json_bytes(&self) -> usize {
+        self.json_bytes
     }
 
     pub fn version(&self) -> u64 {
@@ -101,7 +135,7 @@ impl Document {
 
     /// Bytes of text plus bytes of kept changes (for the shard's budget).
     pub fn bytes(&self) -> usize {
-        self.text.len_bytes() + self.kept_bytes
+        self.json_bytes + self.kept_bytes
     }
 
     /// The oldest version a change may be based on (and a sync may start from).
@@ -128,18 +162,29 @@ impl Document {
         let base = s.base.unwrap_or(self.version);
         let ops = self.transformed(base, s.ops)?;
         let mut text = self.text.clone();
+        let mut json = self.json_bytes;
         for (index, op) in ops.iter().enumerate() {
+            let removed = match op {
+                Op::Delete { pos, len } if pos + len <= text.len_chars() => {
+                    text.slice(*pos..pos + len).chars().map(json_len).sum()
+                }
+                _ => 0,
+            };
             op.apply(&mut text)
                 .map_err(|source| ChangeError::InvalidOp { index, source })?;
+            if let Op::Insert { text: t, .. } = op {
+                json += t.chars().map(json_len).sum::<usize>();
+            }
+            json -= removed;
         }
-        if text.len_bytes() > DOC_BYTES_MAX {
-            let size = text.len_bytes();
+        if json > self.max_bytes {
             return Err(ChangeError::DocTooLarge {
-                size,
-                max: DOC_BYTES_MAX,
+                size: json,
+                max: self.max_bytes,
             });
         }
         self.text = text;
+        self.json_bytes = json;
         self.version += 1;
         let ops: Arc<[Op]> = ops.into();
         let origin = s.client.map(|(c, seq)| (Arc::<str>::from(c), seq));
@@ -232,6 +277,17 @@ fn check_shape(ops: &[Op]) -> Result<(), ChangeError> {
         });
     }
     for (index, op) in ops.iter().enumerate() {
+        // No text holds more code points than DOC_BYTES_MAX: refusing larger numbers here
+        // keeps every sum in the transform far from overflow.
+        let (pos, count) = match op {
+            Op::Insert { pos, .. } => (*pos, 0),
+            Op::Delete { pos, len } => (*pos, *len),
+        };
+        if pos > DOC_BYTES_MAX || count > DOC_BYTES_MAX {
+            let len = DOC_BYTES_MAX;
+            let source = OpError::DeleteOutOfRange { pos, count, len };
+            return Err(ChangeError::InvalidOp { index, source });
+        }
         if op.is_noop() {
             return Err(ChangeError::EmptyOp { index });
         }
@@ -254,10 +310,7 @@ mod tests {
     use super::*;
 
     fn author() -> Author {
-        Author {
-            user_id: Arc::from("alice"),
-            username: Arc::from("alice"),
-        }
+        User::new("alice", "alice")
     }
 
     fn submit(
@@ -393,5 +446,17 @@ mod tests {
             }
         );
         assert!(d.kept_bytes <= OPS_KEPT_BYTES_MAX);
+    }
+
+    #[test]
+    fn the_size_limit_counts_json_escapes() {
+        let mut d = Document::with_max(11);
+        submit(&mut d, None, vec![Op::insert(0, "a\"\n\u{1}")], None).unwrap();
+        assert_eq!(d.json_bytes(), 1 + 2 + 2 + 6);
+        let e = submit(&mut d, None, vec![Op::insert(0, "x")], None).unwrap_err();
+        assert_eq!(e, ChangeError::DocTooLarge { size: 12, max: 11 });
+        submit(&mut d, None, vec![Op::delete(1, 3)], None).unwrap();
+        assert_eq!(d.json_bytes(), 1);
+        assert_eq!(d.text().to_string(), "a");
     }
 }

@@ -37,3 +37,9 @@ pub const DOCS_PER_SHARD_MAX: usize = 10_000;
 /// Bytes of text and kept changes all of a shard's documents hold together (`doc_limit` for a
 /// new document, `doc_too_large` for a change that grows one): 512 MiB.
 pub const DOC_BYTES_PER_SHARD_MAX: usize = 512 << 20;
+
+/// Bytes of a `client` id (idempotent resubmits): a UUID is 36.
+pub const CLIENT_ID_BYTES_MAX: usize = 64;
+
+/// Editors listed in `doc:state` (`more` counts the rest).
+pub const DOC_USERS_LISTED_MAX: usize = 1000;

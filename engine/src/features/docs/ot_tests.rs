@@ -2,8 +2,6 @@
 //! the text) and a simulation of editors with the usual client discipline against one
 //! [`Document`], with random interleavings, reconnects and duplicate resubmits.
 
-use std::sync::Arc;
-
 use proptest::prelude::*;
 use ropey::Rope;
 
@@ -237,10 +235,7 @@ impl Editor {
 }
 
 fn author() -> Author {
-    Author {
-        user_id: Arc::from("u"),
-        username: Arc::from("u"),
-    }
+    crate::identity::User::new("u", "u")
 }
 
 /// The server: applies a change and fans it out (its ack to the author, the ops to the rest).
@@ -278,12 +273,102 @@ fn serve(doc: &mut Document, up: &Up, editors: &mut [Editor]) {
     }
 }
 
+/// A simulated world: the server's document, the editors and the changes on the wire.
+struct World {
+    doc: Document,
+    editors: Vec<Editor>,
+    wire: Vec<Up>,
+    /// Changes the editors made (each flush is a new one).
+    made: u64,
+}
+
+impl World {
+    fn step(&mut self, rng: &mut Rng) {
+        let i = rng.below(self.editors.len());
+        match rng.below(10) {
+            0..=3 => self.editors[i].edit(rng),
+            4 | 5 => {
+                let up = self.editors[i].flush(i);
+                self.made += up.is_some() as u64;
+                self.wire.extend(up);
+            }
+            6 | 7 if !self.wire.is_empty() => {
+                // The server takes the oldest change of some editor (per-editor order kept).
+                let who = self.wire[rng.below(self.wire.len())].client;
+                let at = self.wire.iter().position(|u| u.client == who).unwrap();
+                let up = self.wire.remove(at);
+                serve(&mut self.doc, &up, &mut self.editors);
+            }
+            8 if !self.editors[i].inbox.is_empty() => {
+                let down = self.editors[i].inbox.remove(0);
+                self.editors[i].receive(down);
+            }
+            9 => self.reconnect(i, rng),
+            _ => {}
+        }
+    }
+
+    /// A reconnect: what was on the wire may be lost or duplicated; the editor catches up
+    /// and resubmits its change in flight (sometimes twice).
+    fn reconnect(&mut self, i: usize, rng: &mut Rng) {
+        if rng.below(2) == 0 {
+            self.wire.retain(|u| u.client != i);
+        }
+        let e = &mut self.editors[i];
+        let inbox = std::mem::take(&mut e.inbox);
+        inbox.into_iter().for_each(|d| e.receive(d));
+        let base = e.version;
+        for _ in 0..1 + rng.below(2) {
+            self.wire.extend(e.resubmit(i, base));
+        }
+    }
+
+    /// Delivers everything and flushes everything until nothing moves.
+    fn drain(&mut self) {
+        loop {
+            let mut busy = false;
+            for i in 0..self.editors.len() {
+                busy |= self.settle_editor(i);
+            }
+            while !self.wire.is_empty() {
+                let up = self.wire.remove(0);
+                serve(&mut self.doc, &up, &mut self.editors);
+                busy = true;
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn settle_editor(&mut self, i: usize) -> bool {
+        let mut busy = false;
+        let e = &mut self.editors[i];
+        while !e.inbox.is_empty() {
+            let down = e.inbox.remove(0);
+            e.receive(down);
+            busy = true;
+        }
+        if e.inflight.is_some() && !self.wire.iter().any(|u| u.client == i) {
+            // Its change was lost with a connection: the reconnect resubmits it.
+            let base = e.version;
+            self.wire.extend(e.resubmit(i, base));
+            busy = true;
+        }
+        if let Some(up) = e.flush(i) {
+            self.made += 1;
+            self.wire.push(up);
+            busy = true;
+        }
+        busy
+    }
+}
+
 /// One run: `n` editors, random steps. Returns the server's text, each editor's once all is
 /// delivered, the changes the server applied and the changes the editors made.
 fn simulate(seed: u64, n: usize, steps: usize) -> (String, Vec<String>, u64, u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut doc = Document::new();
-    let mut editors: Vec<Editor> = (0..n)
+    let editors = (0..n)
         .map(|_| Editor {
             text: Rope::new(),
             version: 0,
@@ -293,81 +378,19 @@ fn simulate(seed: u64, n: usize, steps: usize) -> (String, Vec<String>, u64, u64
             inbox: vec![],
         })
         .collect();
-    let mut wire: Vec<Up> = Vec::new();
-    let mut made = 0;
+    let mut w = World {
+        doc: Document::new(),
+        editors,
+        wire: Vec::new(),
+        made: 0,
+    };
     for _ in 0..steps {
-        let i = rng.below(n);
-        match rng.below(10) {
-            0..=3 => editors[i].edit(&mut rng),
-            4 | 5 => {
-                let up = editors[i].flush(i);
-                made += up.is_some() as u64;
-                wire.extend(up);
-            }
-            6 | 7 if !wire.is_empty() => {
-                // The server takes the oldest change of some editor (per-editor order kept).
-                let who = wire[rng.below(wire.len())].client;
-                let at = wire.iter().position(|u| u.client == who).unwrap();
-                let up = wire.remove(at);
-                serve(&mut doc, &up, &mut editors);
-            }
-            8 if !editors[i].inbox.is_empty() => {
-                let down = editors[i].inbox.remove(0);
-                editors[i].receive(down);
-            }
-            9 => {
-                // A reconnect: what was on the wire may be lost or duplicated; the editor
-                // catches up and resubmits its change in flight (sometimes twice).
-                if rng.below(2) == 0 {
-                    wire.retain(|u| u.client != i);
-                }
-                let e = &mut editors[i];
-                let inbox = std::mem::take(&mut e.inbox);
-                inbox.into_iter().for_each(|d| e.receive(d));
-                let base = e.version;
-                let copies = 1 + rng.below(2);
-                for _ in 0..copies {
-                    wire.extend(e.resubmit(i, base));
-                }
-            }
-            _ => {}
-        }
+        w.step(&mut rng);
     }
-    // Drain: deliver everything, flush everything, until quiet.
-    loop {
-        let mut busy = false;
-        #[allow(clippy::needless_range_loop)] // `resubmit` and `flush` take the index too
-        for i in 0..n {
-            while !editors[i].inbox.is_empty() {
-                let down = editors[i].inbox.remove(0);
-                editors[i].receive(down);
-                busy = true;
-            }
-            let lost = !wire.iter().any(|u| u.client == i);
-            if lost && editors[i].inflight.is_some() {
-                // Its change was lost with a connection: the reconnect resubmits it.
-                let base = editors[i].version;
-                wire.extend(editors[i].resubmit(i, base));
-                busy = true;
-            }
-            if let Some(up) = editors[i].flush(i) {
-                made += 1;
-                wire.push(up);
-                busy = true;
-            }
-        }
-        while !wire.is_empty() {
-            let up = wire.remove(0);
-            serve(&mut doc, &up, &mut editors);
-            busy = true;
-        }
-        if !busy {
-            break;
-        }
-    }
-    let server = doc.text().to_string();
-    let texts = editors.iter().map(|e| e.text.to_string()).collect();
-    (server, texts, doc.version(), made)
+    w.drain();
+    let server = w.doc.text().to_string();
+    let texts = w.editors.iter().map(|e| e.text.to_string()).collect();
+    (server, texts, w.doc.version(), w.made)
 }
 
 #[test]
