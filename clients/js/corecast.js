@@ -183,6 +183,11 @@ export class CorecastClient {
     return new Notifications(this);
   }
 
+  /** A shared plain-text document (`doc:*`), kept in step with the server's. */
+  doc(name, options = {}) {
+    return new Doc(this, name, options);
+  }
+
   /** Logs in with a username (development mode); replayed after every reconnect. */
   login(username) {
     return this.request('auth:login', { username });
@@ -559,4 +564,310 @@ export class Notifications {
   close() {
     this._off();
   }
+}
+
+// ----- documents ---------------------------------------------------------------------------
+//
+// Ops on the wire count code points; a JS string counts UTF-16 units. `Doc` speaks UTF-16 to
+// the application and code points to the server, converting at the edge.
+
+/** Code points in `s`. */
+function cpLength(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdbff || i + 1 >= s.length) n += 1;
+    else {
+      n += 1;
+      i += 1;
+    }
+  }
+  return n;
+}
+
+/** The UTF-16 index of code point `cp` in `s` (its length past the end). */
+function cpToUtf16(s, cp) {
+  let i = 0;
+  for (let n = 0; n < cp && i < s.length; n++) {
+    const c = s.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff && i + 1 < s.length ? 2 : 1;
+  }
+  return i;
+}
+
+/** The code point index of UTF-16 index `i` in `s`. */
+function utf16ToCp(s, i) {
+  return cpLength(s.slice(0, i));
+}
+
+const ins = (position, content) => ({ operation: 'insert', position, content, chars: cpLength(content) });
+const del = (position, length) => ({ operation: 'delete', position, length });
+const opLen = (op) => (op.operation === 'insert' ? op.chars : op.length);
+
+/** `op` made to apply after `applied` (both on the same text); `appliedFirst`: its insert
+ * stays left on a tie. The server's rule, op for op. */
+export function transformOp(op, applied, appliedFirst) {
+  const p = op.position;
+  const q = applied.position;
+  if (op.operation === 'insert') {
+    if (applied.operation === 'insert') {
+      const shift = q < p || (q === p && appliedFirst);
+      return [{ ...op, position: shift ? p + applied.chars : p }];
+    }
+    const l = applied.length;
+    return [{ ...op, position: p <= q ? p : p >= q + l ? p - l : q }];
+  }
+  const l = op.length;
+  if (applied.operation === 'insert') {
+    const m = applied.chars;
+    if (q <= p) return [del(p + m, l)];
+    if (q >= p + l) return [del(p, l)];
+    return [del(p, q - p), del(p + m, l - (q - p))];
+  }
+  const k = applied.length;
+  if (p + l <= q) return [del(p, l)];
+  if (q + k <= p) return [del(p - k, l)];
+  const left = l - (Math.min(p + l, q + k) - Math.max(p, q));
+  return left === 0 ? [] : [del(Math.min(p, q), left)];
+}
+
+/** Transforms lists `xs` and `ys` (on the same text) against each other: `[xs', ys']`. */
+export function transformLists(xs, ys, ysFirst) {
+  if (xs.length === 0 || ys.length === 0) return [xs, ys];
+  if (xs.length === 1 && ys.length === 1) {
+    return [transformOp(xs[0], ys[0], ysFirst), transformOp(ys[0], xs[0], !ysFirst)];
+  }
+  if (xs.length > 1) {
+    const out = [];
+    for (const x of xs) {
+      const [x2, ys2] = transformLists([x], ys, ysFirst);
+      out.push(...x2);
+      ys = ys2;
+    }
+    return [out, ys];
+  }
+  const out = [];
+  for (const y of ys) {
+    const [xs2, y2] = transformLists(xs, [y], ysFirst);
+    xs = xs2;
+    out.push(...y2);
+  }
+  return [xs, out];
+}
+
+/** Applies `op` (code points) to `text`. */
+function applyOp(text, op) {
+  const at = cpToUtf16(text, op.position);
+  if (op.operation === 'insert') return text.slice(0, at) + op.content + text.slice(at);
+  const end = cpToUtf16(text, op.position + op.length);
+  return text.slice(0, at) + text.slice(end);
+}
+
+const wireOp = (o) => (o.operation === 'insert'
+  ? { operation: 'insert', position: o.position, content: o.content }
+  : { operation: 'delete', position: o.position, length: o.length });
+const fromWire = (o) => (o.operation === 'insert' ? ins(o.position, o.content) : del(o.position, o.length));
+
+/** A shared document: the text, its version, local edits sent one change at a time (the
+ * rest wait), remote changes transformed against both. After a reconnect it rejoins, asks
+ * `doc:sync` for what it missed (its own change in it counts as the ack), then resends its
+ * change in flight with the same `seq`: the server applies it at most once. */
+export class Doc {
+  constructor(client, name, { clientId } = {}) {
+    this.client = client;
+    this.name = name;
+    this.clientId = clientId || randomId();
+    this.text = '';
+    this.version = 0;
+    this.users = [];
+    this.joined = false;
+    this._inflight = null; // {seq, ops}
+    this._pending = [];
+    this._seq = 0;
+    this._syncing = false;
+    this._held = [];
+    this._listeners = new Map();
+    const mine = (m) => m.doc === name;
+    this._off = [
+      // The text of a doc:state, and doc:operations, are taken from the answers to this
+      // Doc's own requests (join, sync); a greeting's only news is who is there.
+      client.on('doc:state', (m) => mine(m) && this._users(m.users || [])),
+      client.on('doc:ack', (m) => mine(m) && this._ack(m)),
+      client.on('doc:operation', (m) => mine(m) && this._operation(m)),
+      client.on('doc:user_joined', (m) => mine(m) && this._usersChanged(m, true)),
+      client.on('doc:user_left', (m) => mine(m) && this._usersChanged(m, false)),
+      client.on('reconnected', () => this.joined && this._rejoin()),
+    ];
+  }
+
+  /** Joins; resolves with the `doc:state` (the text is then in `this.text`). */
+  async join() {
+    this.joined = true;
+    const state = await this.client.request('doc:join', { doc: this.name });
+    this._load(state);
+    return state;
+  }
+
+  leave() {
+    this.joined = false;
+    return this.client.request('doc:leave', { doc: this.name });
+  }
+
+  /** Listens to 'change' ({ops, index-based in UTF-16, author, version}), 'state', 'ack',
+   * 'reset' (local edits dropped: the server no longer had what they were based on),
+   * 'users'. */
+  on(type, callback) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(callback);
+    return () => this._listeners.get(type)?.delete(callback);
+  }
+
+  /** Inserts `content` at UTF-16 index `index` of `this.text`. */
+  insert(index, content) {
+    if (!content) return;
+    this._local(ins(utf16ToCp(this.text, index), content));
+  }
+
+  /** Deletes `length` UTF-16 units from `index` of `this.text`. */
+  delete(index, length) {
+    if (length <= 0) return;
+    const from = utf16ToCp(this.text, index);
+    const to = utf16ToCp(this.text, index + length);
+    this._local(del(from, to - from));
+  }
+
+  /** Whether every local edit has been acknowledged. */
+  get settled() {
+    return !this._inflight && this._pending.length === 0;
+  }
+
+  close() {
+    this._off.forEach((off) => off());
+  }
+
+  _local(op) {
+    this.text = applyOp(this.text, op);
+    this._pending.push(op);
+    this._flush();
+  }
+
+  _flush() {
+    if (this._inflight || this._syncing || this._pending.length === 0) return;
+    if (this.client.status !== 'connected') return;
+    this._seq += 1;
+    this._inflight = { seq: this._seq, ops: this._pending };
+    this._pending = [];
+    this._sendInflight();
+  }
+
+  _sendInflight() {
+    const { seq, ops } = this._inflight;
+    const change = { doc: this.name, version: this.version, ops: ops.map(wireOp), client: this.clientId, seq };
+    this.client.send('doc:change', change, undefined, { volatile: true });
+  }
+
+  /** After a reconnect: rejoin, then catch up from `this.version` before sending more. */
+  async _rejoin() {
+    this._syncing = true;
+    this._held = [];
+    this.client.send('doc:join', { doc: this.name }, undefined, { volatile: true });
+    try {
+      const answer = await this.client.request('doc:sync', { doc: this.name, version: this.version });
+      if (answer.type === 'doc:operations') this._caughtUp(answer);
+      else this._load(answer);
+    } catch (e) {
+      this._syncing = false;
+      this._emit('error', e);
+    }
+  }
+
+  /** A whole state: the server's text replaces ours. Local edits not acknowledged are
+   * dropped (a `reset` event lists them): the server no longer has what they were based on. */
+  _load(state) {
+    if (!this.settled) {
+      this._emit('reset', { dropped: [...(this._inflight?.ops || []), ...this._pending] });
+    }
+    this._inflight = null;
+    this._pending = [];
+    this._syncing = false;
+    this._held = [];
+    this.text = state.content;
+    this.version = state.version;
+    this._users(state.users || []);
+    this._emit('state', state);
+  }
+
+  _users(users) {
+    this.users = users;
+    this._emit('users', users);
+  }
+
+  _ack(m) {
+    if (!this._inflight || m.seq !== this._inflight.seq) return;
+    this._inflight = null;
+    this.version = Math.max(this.version, m.version);
+    this._emit('ack', m);
+    this._flush();
+  }
+
+  _operation(m) {
+    if (this._syncing) return this._held.push(m);
+    return this._apply(m.version, m.ops.map(fromWire), m.author, null);
+  }
+
+  _caughtUp(m) {
+    for (const c of m.changes) this._apply(c.version, c.ops.map(fromWire), c.author, c);
+    this._syncing = false;
+    const held = this._held;
+    this._held = [];
+    held.forEach((h) => this._apply(h.version, h.ops.map(fromWire), h.author, null));
+    if (this._inflight) this._sendInflight();
+    else this._flush();
+  }
+
+  /** A change of version `version`: ours (seen in a sync) acknowledges our change in
+   * flight; another's is transformed against ours and applied. */
+  _apply(version, ops, author, origin) {
+    if (version <= this.version) return;
+    if (origin && this._inflight && origin.client === this.clientId && origin.seq === this._inflight.seq) {
+      this._inflight = null;
+      this.version = version;
+      return;
+    }
+    let theirs = ops;
+    if (this._inflight) {
+      const [mine, t] = transformLists(this._inflight.ops, theirs, true);
+      this._inflight.ops = mine;
+      theirs = t;
+    }
+    const [pending, t2] = transformLists(this._pending, theirs, true);
+    this._pending = pending;
+    theirs = t2;
+    const before = this.text;
+    const changes = [];
+    for (const op of theirs) {
+      const index = cpToUtf16(this.text, op.position);
+      const length = op.operation === 'delete'
+        ? cpToUtf16(this.text, op.position + op.length) - index : 0;
+      this.text = applyOp(this.text, op);
+      changes.push(op.operation === 'insert' ? { insert: op.content, index } : { delete: length, index });
+    }
+    this.version = version;
+    this._emit('change', { changes, author, version, before });
+  }
+
+  _usersChanged(m, joined) {
+    const { doc, type, ...user } = m;
+    const others = this.users.filter((u) => u.connectionId !== m.connectionId);
+    this._users(joined ? [...others, user] : others);
+  }
+
+  _emit(type, value) {
+    for (const callback of this._listeners.get(type) || []) callback(value);
+  }
+}
+
+function randomId() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  return `c-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }

@@ -75,6 +75,42 @@ export declare class CorecastClient {
     on(callback: (message: Message) => void): () => void;
   };
   notifications(): Notifications;
+  /** A shared plain-text document (`doc:join`, `doc:change`...), kept in step with the
+   * server's: one change in flight, the rest buffered, remote changes transformed. */
+  doc(name: string, options?: { clientId?: string }): Doc;
+}
+
+/** An op as the server speaks it: positions and lengths in code points. */
+export type DocOp =
+  | { operation: 'insert'; position: number; content: string; chars: number }
+  | { operation: 'delete'; position: number; length: number };
+
+/** `op` made to apply after `applied` (the server's rule: on a tie the first stays left). */
+export declare function transformOp(op: DocOp, applied: DocOp, appliedFirst: boolean): DocOp[];
+export declare function transformLists(xs: DocOp[], ys: DocOp[], ysFirst: boolean): [DocOp[], DocOp[]];
+
+/** A remote change as the page applies it: UTF-16 indices into the text before it. */
+export type TextChange = { insert: string; index: number } | { delete: number; index: number };
+
+export declare class Doc {
+  readonly name: string;
+  /** Stable across reconnects: makes resubmits idempotent. */
+  readonly clientId: string;
+  text: string;
+  version: number;
+  users: Array<{ connectionId: number; userId: string; username: string }>;
+  /** Every local edit acknowledged. */
+  readonly settled: boolean;
+  join(): Promise<Message>;
+  leave(): Promise<Message>;
+  /** Inserts at a UTF-16 index of `text`. */
+  insert(index: number, content: string): void;
+  /** Deletes `length` UTF-16 units from `index`. */
+  delete(index: number, length: number): void;
+  /** 'change' ({changes, author, version, before}), 'state', 'ack', 'users', 'reset'
+   * ({dropped}: local edits lost because the server no longer had their base), 'error'. */
+  on(type: string, callback: (value: any) => void): () => void;
+  close(): void;
 }
 
 export declare class Room {
