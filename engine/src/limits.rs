@@ -8,6 +8,7 @@ use std::time::Duration;
 // Each feature's limits live in its folder; they are re-exported here so that every limit
 // of the engine can be read (and referred to) in one place.
 pub use crate::features::chat::limits::*;
+pub use crate::features::docs::limits::*;
 pub use crate::features::users::limits::*;
 // Bounds of the core's structures, kept beside them.
 pub use crate::server::{GATHERS_PER_SHARD_MAX, SHARD_MSG_BYTES_MAX, TIMERS_PER_SHARD_MAX};

@@ -220,3 +220,19 @@ fn every_error_keeps_the_connection() {
     );
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn without_guests_a_collab_connection_logs_in_before_it_edits() {
+    let srv = server(|c| c.allow_anonymous = false);
+    let doc = doc_on(0, 2, "closed");
+    let mut c = Client::connect(srv.local_addr(), &format!("/ws/collab/{doc}"));
+    let refused = c.recv();
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], "auth_required");
+    c.login("dana");
+    c.send(json!({"type": "doc:join", "ref": 1}));
+    let state = c.recv_type("doc:state");
+    assert_eq!(state["users"][0]["userId"], "dana");
+    assert_eq!(state["ref"], 1);
+    srv.shutdown().unwrap();
+}

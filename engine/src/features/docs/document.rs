@@ -269,6 +269,8 @@ impl Document {
 }
 
 fn check_shape(ops: &[Op]) -> Result<(), ChangeError> {
+    // An empty change is accepted: a change in flight can transform to nothing, and its
+    // resubmit must still be answered.
     if ops.len() > OPS_PER_CHANGE_MAX {
         let count = ops.len();
         return Err(ChangeError::TooManyOps {

@@ -35,7 +35,7 @@ pub const DOC_EDITORS_MAX: usize = 10_000;
 pub const DOCS_PER_SHARD_MAX: usize = 10_000;
 
 /// Bytes of text and kept changes all of a shard's documents hold together (`doc_limit` for a
-/// new document, `doc_too_large` for a change that grows one): 512 MiB.
+/// change that could take them past it): 512 MiB.
 pub const DOC_BYTES_PER_SHARD_MAX: usize = 512 << 20;
 
 /// Bytes of a `client` id (idempotent resubmits): a UUID is 36.

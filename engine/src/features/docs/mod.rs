@@ -76,6 +76,11 @@ impl Docs {
         }
         let topic: Arc<str> = Arc::from(topic);
         ctx.state(conn.key).docs.home = Some(topic.clone());
+        if ctx.user(conn.key).is_none() && !ctx.config().allow_anonymous {
+            // A guest may not edit here: it logs in, then sends doc:join itself.
+            ctx.refuse(conn.key, &AppError::AuthRequired, None);
+            return;
+        }
         if let Err(e) = join(ctx, conn.key, &topic, None) {
             ctx.refuse(conn.key, &e, None);
         }
