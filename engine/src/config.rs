@@ -31,6 +31,9 @@ pub struct Config {
     pub batch_window_ms: u64,
     /// Most messages in one batch; 0 or 1 turns batching off.
     pub batch_max: usize,
+    /// Cursors of a document go out at most this often, in milliseconds, as one frame per
+    /// interval with every cursor that moved; 0 sends each move at once.
+    pub cursor_interval_ms: u64,
     /// Least time between two writes to one connection, in milliseconds; 0 writes as soon as
     /// the previous write is done. Under sustained fan-out each write then carries more.
     pub write_interval_ms: u64,
@@ -106,6 +109,7 @@ impl Default for Config {
             send_queue_bytes: SEND_QUEUE_BYTES_DEFAULT,
             batch_window_ms: BATCH_WINDOW_DEFAULT.as_millis() as u64,
             batch_max: BATCH_MESSAGES_DEFAULT,
+            cursor_interval_ms: CURSOR_INTERVAL_DEFAULT.as_millis() as u64,
             write_interval_ms: 0,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_DEFAULT.as_millis() as u64,
             ping_interval_ms: PING_INTERVAL_DEFAULT.as_millis() as u64,
@@ -142,6 +146,10 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+
+    pub fn cursor_interval(&self) -> Duration {
+        Duration::from_millis(self.cursor_interval_ms)
     }
 
     pub fn batch_window(&self) -> Duration {
@@ -227,6 +235,7 @@ impl Config {
                 BATCH_MESSAGES_MAX as u64,
             ),
             ("batch-window-ms", self.batch_window_ms, 10_000),
+            ("cursor-interval-ms", self.cursor_interval_ms, 10_000),
             ("write-interval-ms", self.write_interval_ms, 1_000),
             (
                 "history-messages",

@@ -66,6 +66,10 @@ struct Cli {
     /// Most messages per batch frame; 0 or 1 turns batching off [default: 10].
     #[arg(long, env = "CORECAST_BATCH_MAX")]
     batch_max: Option<usize>,
+    /// A document's cursors go out at most this often, in ms, one frame per interval; 0
+    /// sends each move at once [default: 50].
+    #[arg(long, env = "CORECAST_CURSOR_INTERVAL_MS")]
+    cursor_interval_ms: Option<u64>,
     /// Least time between two writes to one connection in ms; 0 = write as soon as
     /// possible [default: 0].
     #[arg(long, env = "CORECAST_WRITE_INTERVAL_MS")]
@@ -199,6 +203,7 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, String)> {
         send_queue_bytes,
         batch_window_ms,
         batch_max,
+        cursor_interval_ms,
         write_interval_ms,
         handshake_timeout_ms,
         ping_interval_ms,

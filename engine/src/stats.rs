@@ -89,6 +89,9 @@ counters! {
     rooms_expired,
     /// Empty rooms forgotten early to make way in a full room table.
     rooms_evicted,
+    /// Latest-wins frames (cursors) that replaced an unsent one of their slot in a reader's
+    /// queue: what a slow reader was spared.
+    latest_conflated,
     /// Documents this shard owns now.
     docs,
     /// Changes applied to this shard's documents.

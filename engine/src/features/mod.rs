@@ -55,6 +55,7 @@ impl OwnedMsg {
 pub enum FeatureMsg {
     Chat(chat::ShardMsg),
     Users(users::ShardMsg),
+    Docs(docs::ShardMsg),
 }
 
 /// A client message, parsed by the feature its `type` belongs to.
@@ -243,6 +244,7 @@ impl Features {
                 self.chat.on_presence(&p);
             }
             FeatureMsg::Users(m) => self.users.on_shard(ctx, m),
+            FeatureMsg::Docs(m) => self.docs.on_shard(ctx, m),
         }
     }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::connection::{Conn, Phase};
 use super::gather::GatherRef;
 use super::shard::Shard;
-use super::shard_msg::NOBODY;
+use super::shard_msg::Delivery;
 use super::shard_msg::{ConnRef, ShardMsg};
 use super::timer::TimersFull;
 use super::topic::{Topic, TopicOwner};
@@ -331,12 +331,18 @@ impl<'a> Ctx<'a> {
 
     /// Sends `frame` to every member of owned topic `tk`, without an id or history.
     pub fn fanout(&mut self, tk: usize, frame: Bytes) {
-        self.core.fanout(tk, frame, NOBODY);
+        self.core.fanout(tk, frame, Delivery::All);
     }
 
     /// Sends `frame` to every member of owned topic `tk` but connection `except`.
     pub fn fanout_except(&mut self, tk: usize, frame: Bytes, except: u64) {
-        self.core.fanout(tk, frame, except);
+        self.core.fanout(tk, frame, Delivery::Except(except));
+    }
+
+    /// Sends `frame` to every member of owned topic `tk`, latest-wins in `slot`: in a queue
+    /// still holding an unsent frame of that slot, it takes that frame's place.
+    pub fn fanout_latest(&mut self, tk: usize, frame: Bytes, slot: u64) {
+        self.core.fanout(tk, frame, Delivery::Latest(slot));
     }
 
     // ----- scatter-gather and timers --------------------------------------------------------

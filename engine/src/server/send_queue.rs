@@ -5,7 +5,8 @@
 //! Invariants: `bytes` is the exact number of unsent bytes queued; data frames and pongs never
 //! push it past `max` (a push that would is refused so the caller can apply the slow-consumer
 //! policy); at most one pong waits unsent (a newer ping's pong replaces it, RFC 6455 5.5.3),
-//! so a ping flood cannot grow the queue.
+//! so a ping flood cannot grow the queue; a latest-wins frame (cursors) replaces the unsent one
+//! of its slot, so a reader behind on cursors holds only the newest.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -47,6 +48,10 @@ impl Queued {
     }
 }
 
+/// Latest-wins slots a queue tracks at once; past it a new slot's frame is queued plainly
+/// (still bounded by the queue's bytes), so the record stays small.
+pub const LATEST_SLOTS_MAX: usize = 16;
+
 #[derive(Debug)]
 pub struct QueueFull {
     pub queued: usize,
@@ -66,6 +71,8 @@ pub struct SendQueue {
     pushed: u64,
     /// Entry number of the pong waiting unsent, if one does.
     pong: Option<u64>,
+    /// (slot, entry number) of latest-wins frames that may still be unsent.
+    latest: Vec<(u64, u64)>,
 }
 
 impl SendQueue {
@@ -78,6 +85,7 @@ impl SendQueue {
             popped: 0,
             pushed: 0,
             pong: None,
+            latest: Vec::new(),
         }
     }
 
@@ -116,6 +124,28 @@ impl SendQueue {
         }
         self.pong = Some(self.pushed);
         self.push_entry(Queued::Own(frame));
+        Ok(false)
+    }
+
+    /// Queues a latest-wins frame of `slot`: one of the same slot still unsent (and not
+    /// started) is replaced in place, true when this happened; otherwise it is queued like
+    /// data, refused past the limit.
+    pub fn push_latest(&mut self, slot: u64, frame: Bytes) -> Result<bool, QueueFull> {
+        let popped = self.popped;
+        self.latest.retain(|&(_, at)| at >= popped);
+        if let Some(&(_, at)) = self.latest.iter().find(|(s, _)| *s == slot) {
+            let index = (at - self.popped) as usize;
+            if !(index == 0 && self.front_started) {
+                let old = std::mem::replace(&mut self.frames[index], Queued::Own(frame));
+                self.bytes = self.bytes - old.len() + self.frames[index].len();
+                return Ok(true);
+            }
+        }
+        self.push(frame)?;
+        self.latest.retain(|(s, _)| *s != slot);
+        if self.latest.len() < LATEST_SLOTS_MAX {
+            self.latest.push((slot, self.pushed - 1));
+        }
         Ok(false)
     }
 
@@ -300,6 +330,37 @@ mod tests {
         q.clear();
         assert!(q.is_empty());
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn a_latest_wins_frame_replaces_its_unsent_slot_only() {
+        let mut q = SendQueue::new(64);
+        let mut scratch = Vec::new();
+        assert!(!q.push_latest(7, Bytes::from_static(b"c1")).unwrap());
+        q.push(Bytes::from_static(b"op")).unwrap();
+        assert!(q.push_latest(7, Bytes::from_static(b"c2")).unwrap());
+        assert!(!q.push_latest(8, Bytes::from_static(b"x1")).unwrap());
+        assert_eq!(q.bytes(), 6);
+        assert_eq!(
+            q.gather(&mut scratch, 64),
+            b"c2opx1",
+            "replaced in its place"
+        );
+        // Started: finished as it is; the next of its slot queues behind.
+        q.consume(1);
+        assert!(!q.push_latest(7, Bytes::from_static(b"c3")).unwrap());
+        q.consume(5);
+        assert!(q.push_latest(7, Bytes::from_static(b"c4")).unwrap());
+        assert_eq!(q.gather(&mut scratch, 64), b"c4");
+        q.consume(2);
+        // Sent: a new one is queued again, and the limit holds.
+        assert!(!q.push_latest(7, Bytes::from(vec![b'z'; 64])).unwrap());
+        assert!(q.push_latest(9, Bytes::from_static(b"y")).is_err());
+        for slot in 100..100 + 2 * LATEST_SLOTS_MAX as u64 {
+            q.consume(q.bytes());
+            let _ = q.push_latest(slot, Bytes::from_static(b"s"));
+        }
+        assert!(q.latest.len() <= LATEST_SLOTS_MAX);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::context::{Ctx, Now};
 use super::fanout_chunks::FanoutChunks;
 use super::gather::Gather;
 use super::local::{Closed, Local};
-use super::shard_msg::NOBODY;
+use super::shard_msg::Delivery;
 use super::shard_msg::{connection_id, shard_of, ConnRef, ShardMsg};
 use super::timer::Timers;
 use super::topic_table::TopicTable;
@@ -271,13 +271,13 @@ impl Shard {
             ShardMsg::Leave { topic, conn_id } => self.owner_leave(features, &topic, conn_id, now),
             ShardMsg::Deliver { topic, frame } => {
                 if let Some(tk) = self.topics.key(&topic) {
-                    self.enqueue_to_members(tk, &frame, NOBODY);
+                    self.enqueue_to_members(tk, &frame, Delivery::All);
                 }
             }
-            ShardMsg::DeliverExcept(d) => {
-                let (topic, frame, except) = *d;
+            ShardMsg::DeliverSome(d) => {
+                let (topic, frame, how) = *d;
                 if let Some(tk) = self.topics.key(&topic) {
-                    self.enqueue_to_members(tk, &frame, except);
+                    self.enqueue_to_members(tk, &frame, how);
                 }
             }
             ShardMsg::ToConn { conn, frame } => self.deliver_to_conn(conn, frame),

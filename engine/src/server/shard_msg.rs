@@ -39,8 +39,17 @@ pub struct Upgrade {
     pub home: Option<String>,
 }
 
-/// The `except` of a delivery to every member: no connection has this id.
-pub const NOBODY: u64 = u64::MAX;
+/// Who of a topic's members gets a fan-out frame, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every member.
+    All,
+    /// Every member but this connection (the author of what the frame tells).
+    Except(u64),
+    /// Every member, latest-wins in slot `slot` of its queue: the frame replaces an unsent
+    /// one of the same slot (cursors).
+    Latest(u64),
+}
 
 /// A message between shards (or to this shard, through its local queue). Core messages carry
 /// topics' membership and frames; features' messages ride in `Owned` (to the owner of the key
@@ -61,9 +70,8 @@ pub enum ShardMsg {
     Leave { topic: Arc<str>, conn_id: u64 },
     /// From a topic's owner: an encoded frame for this shard's members of `topic`.
     Deliver { topic: Arc<str>, frame: Bytes },
-    /// `Deliver` to every member but connection `except` (the author of what the frame
-    /// tells); boxed, so the common message stays small.
-    DeliverExcept(Box<(Arc<str>, Bytes, u64)>),
+    /// `Deliver` some other way ([`Delivery`]); boxed, so the common message stays small.
+    DeliverSome(Box<(Arc<str>, Bytes, Delivery)>),
     /// A frame for one connection (an answer from an owner); dropped if it closed.
     ToConn { conn: ConnRef, frame: Bytes },
     /// A frame for every connection of `user_id` on this shard.

@@ -16,7 +16,7 @@ use super::context::Now;
 use super::gather::{Gather, GatherRef, Gathered, GATHERS_PER_SHARD_MAX};
 use super::local::{Dropped, Local};
 use super::shard::Shard;
-use super::shard_msg::NOBODY;
+use super::shard_msg::Delivery;
 use super::shard_msg::{shard_of, ConnRef, Joined, ShardMsg};
 use super::topic::TopicOwner;
 use crate::features::{FeatureId, FeatureMsg, Features, OwnedMsg};
@@ -329,7 +329,7 @@ impl Shard {
             self.wake_timer_task(at);
         }
         if let Some(messages) = out {
-            self.fanout(tk, event::batch(&messages), NOBODY);
+            self.fanout(tk, event::batch(&messages), Delivery::All);
         }
     }
 
@@ -391,39 +391,52 @@ impl Shard {
         }
     }
 
-    /// Queues `frame` to every member of owned topic `tk` but connection `except` ([`NOBODY`]:
-    /// none): local ones directly, other shards' through their inboxes (one message per
-    /// shard, whatever its member count).
-    pub fn fanout(&mut self, tk: usize, frame: Bytes, except: u64) {
+    /// Queues `frame` to the members of owned topic `tk` as `how` says: local ones directly,
+    /// other shards' through their inboxes (one message per shard, whatever its member
+    /// count).
+    pub fn fanout(&mut self, tk: usize, frame: Bytes, how: Delivery) {
         let topic = self.topics.get(tk).expect("topic exists");
         let name = topic.name.clone();
         for shard in 0..self.shards {
             let owner = self.topic_owner(tk);
             if owner.remote[shard] > 0 {
                 let (topic, frame) = (name.clone(), frame.clone());
-                let msg = if except == NOBODY {
+                let msg = if how == Delivery::All {
                     ShardMsg::Deliver { topic, frame }
                 } else {
-                    ShardMsg::DeliverExcept(Box::new((topic, frame, except)))
+                    ShardMsg::DeliverSome(Box::new((topic, frame, how)))
                 };
                 self.send_to(shard, msg);
             }
         }
-        self.enqueue_to_members(tk, &frame, except);
+        self.enqueue_to_members(tk, &frame, how);
     }
 
     /// Queues `frame` to this shard's members of topic `tk`. The frame is copied once into
     /// the topic's chunk, and each member's queue takes (or extends) a range of it: no
     /// reference count and no entry per member per message. Members whose queue is full are
     /// cut off after the loop, since the cut changes the topic.
-    pub(super) fn enqueue_to_members(&mut self, tk: usize, frame: &Bytes, except: u64) {
+    pub(super) fn enqueue_to_members(&mut self, tk: usize, frame: &Bytes, how: Delivery) {
         let Some(topic) = self.topics.get(tk) else {
             return;
         };
         if topic.members.is_empty() {
             return;
         }
-        let placed = self.fanout_chunks.place(tk, frame);
+        let except = match how {
+            Delivery::Except(id) => id,
+            _ => u64::MAX,
+        };
+        let latest = match how {
+            Delivery::Latest(slot) => Some(slot),
+            _ => None,
+        };
+        // Latest-wins frames stay whole `Bytes`, so each queue can swap its own.
+        let placed = match latest {
+            None => self.fanout_chunks.place(tk, frame),
+            Some(_) => None,
+        };
+        let mut conflated = 0;
         let mut slow = std::mem::take(&mut self.member_scratch);
         slow.clear();
         let mut queued = 0;
@@ -432,9 +445,12 @@ impl Shard {
             if conn.phase != Phase::Open || conn.id == except {
                 continue;
             }
-            let pushed = match &placed {
-                Some((chunk, start, end)) => conn.queue.push_chunk(chunk, *start, *end),
-                None => conn.queue.push(frame.clone()),
+            let pushed = match (&placed, latest) {
+                (Some((chunk, start, end)), _) => conn.queue.push_chunk(chunk, *start, *end),
+                (None, Some(slot)) => conn.queue.push_latest(slot, frame.clone()).map(|replaced| {
+                    conflated += replaced as u64;
+                }),
+                (None, None) => conn.queue.push(frame.clone()),
             };
             if pushed.is_err() {
                 slow.push(key);
@@ -444,6 +460,7 @@ impl Shard {
             conn.list_dirty(key, &mut self.dirty);
         }
         self.stats.frames_out.fetch_add(queued, RELAXED);
+        self.stats.latest_conflated.fetch_add(conflated, RELAXED);
         if queued > 0 {
             self.wake_flusher();
         }

@@ -1,6 +1,6 @@
 //! The documents feature's events, each encoded straight into a complete WebSocket text
 //! frame: `doc:state`, `doc:ack`, `doc:operation`, `doc:operations`, `doc:user_joined`,
-//! `doc:user_left`, `doc:left`.
+//! `doc:user_left`, `doc:left`, `cursor:update`, `cursor:remove`.
 //!
 //! Invariant: a frame names the document by its public name (the topic's without
 //! `doc/`), and positions count code points, as clients sent them.
@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use ropey::Rope;
 
+use super::cursor::Cursor;
 use super::document::Change;
 use super::operation::Op;
 use crate::identity::User;
@@ -170,6 +171,55 @@ pub fn left(doc: &str, reference: Option<&[u8]>) -> Bytes {
         open(o, "doc:left");
         push_doc(o, doc);
         push_ref(o, reference);
+        o.push(b'}');
+    })
+}
+
+fn push_f64(o: &mut Vec<u8>, key: &[u8], v: f64) {
+    use std::io::Write;
+    o.extend_from_slice(b",\"");
+    o.extend_from_slice(key);
+    o.extend_from_slice(b"\":");
+    write!(o, "{v}").expect("writing to a Vec cannot fail");
+}
+
+/// `cursor:update {doc, cursors: [{connectionId, userId, username, x, y | position, anchor}]}`.
+pub fn cursor_update<'a>(
+    doc: &str,
+    cursors: impl Iterator<Item = (u64, &'a User, &'a Cursor)>,
+) -> Bytes {
+    frame(|o| {
+        open(o, "cursor:update");
+        push_doc(o, doc);
+        o.extend_from_slice(b",\"cursors\":[");
+        for (i, (id, user, cursor)) in cursors.enumerate() {
+            if i > 0 {
+                o.push(b',');
+            }
+            push_editor(o, id, user);
+            o.pop(); // the editor's closing brace: the cursor's fields follow
+            match cursor {
+                Cursor::Point { x, y } => {
+                    push_f64(o, b"x", *x);
+                    push_f64(o, b"y", *y);
+                }
+                Cursor::Text { position, anchor } => {
+                    push_num(o, b"position", *position as u64);
+                    push_num(o, b"anchor", anchor.unwrap_or(*position) as u64);
+                }
+            }
+            o.push(b'}');
+        }
+        o.extend_from_slice(b"]}");
+    })
+}
+
+/// `cursor:remove {doc, connectionId}`: a member with a cursor left.
+pub fn cursor_remove(doc: &str, conn_id: u64) -> Bytes {
+    frame(|o| {
+        open(o, "cursor:remove");
+        push_doc(o, doc);
+        push_num(o, b"connectionId", conn_id);
         o.push(b'}');
     })
 }

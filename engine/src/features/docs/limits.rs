@@ -41,5 +41,9 @@ pub const DOC_BYTES_PER_SHARD_MAX: usize = 512 << 20;
 /// Bytes of a `client` id (idempotent resubmits): a UUID is 36.
 pub const CLIENT_ID_BYTES_MAX: usize = 64;
 
+/// How often a document's cursors go out by default (`--cursor-interval-ms`): seed 002's
+/// throttle, 20 updates a second, smooth to the eye.
+pub const CURSOR_INTERVAL_DEFAULT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Editors listed in `doc:state` (`more` counts the rest).
 pub const DOC_USERS_LISTED_MAX: usize = 1000;

@@ -7,6 +7,7 @@
 use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
+use super::cursor::{Cursor, COORDINATE_MAX};
 use super::error::DocError;
 use super::limits::{CLIENT_ID_BYTES_MAX, DOC_BYTES_MAX, OPS_PER_CHANGE_MAX};
 use super::operation::Op;
@@ -28,6 +29,11 @@ pub enum ClientMsg<'v> {
     },
     /// `doc:sync {doc, version}`
     Sync { doc: Option<&'v str>, version: u64 },
+    /// `cursor:move {doc, x, y}` or `{doc, position, anchor?}`
+    Cursor {
+        doc: Option<&'v str>,
+        cursor: Cursor,
+    },
 }
 
 const OP_SHAPE: &str =
@@ -41,6 +47,7 @@ impl<'v> ClientMsg<'v> {
             "doc:leave" => doc(f).map(|doc| Self::Leave { doc }),
             "doc:change" => Self::change(f),
             "doc:sync" => Self::sync(f),
+            "cursor:move" => Self::cursor(f),
             _ => return None,
         })
     }
@@ -70,12 +77,54 @@ impl<'v> ClientMsg<'v> {
         })
     }
 
+    fn cursor(f: &Fields<'v>) -> Result<Self, AppError> {
+        let doc = doc(f)?;
+        if f.get("position").is_some() {
+            let position =
+                position_opt(f, "position")?.ok_or(AppError::MissingField { field: "position" })?;
+            let anchor = position_opt(f, "anchor")?;
+            let cursor = Cursor::Text { position, anchor };
+            return Ok(Self::Cursor { doc, cursor });
+        }
+        let x = coordinate(f, "x")?;
+        let y = coordinate(f, "y")?;
+        Ok(Self::Cursor {
+            doc,
+            cursor: Cursor::Point { x, y },
+        })
+    }
+
     /// Budget units by type: joins and syncs answer with the whole text or many changes.
     pub fn cost(&self) -> u32 {
         match self {
             Self::Join { .. } | Self::Sync { .. } => 5,
-            Self::Leave { .. } | Self::Change { .. } => 1,
+            Self::Leave { .. } | Self::Change { .. } | Self::Cursor { .. } => 1,
         }
+    }
+}
+
+/// A code-point position (at most [`DOC_BYTES_MAX`]), or absent.
+fn position_opt(f: &Fields<'_>, field: &'static str) -> Result<Option<usize>, AppError> {
+    match f.opt_u64(field) {
+        Ok(Some(p)) if p <= DOC_BYTES_MAX as u64 => Ok(Some(p as usize)),
+        Ok(None) => Ok(None),
+        _ => Err(AppError::InvalidField {
+            field,
+            expected: "a code-point position in the text",
+        }),
+    }
+}
+
+/// A canvas coordinate: a finite number within [`COORDINATE_MAX`].
+fn coordinate(f: &Fields<'_>, field: &'static str) -> Result<f64, AppError> {
+    let v = f.value(field)?;
+    // Integers count too (`cast_f64`: `as_f64` is only for JSON written with a fraction).
+    match v.cast_f64() {
+        Some(n) if n.is_finite() && n.abs() <= COORDINATE_MAX => Ok(n),
+        _ => Err(AppError::InvalidField {
+            field,
+            expected: "a number from -1e9 to 1e9",
+        }),
     }
 }
 

@@ -10,6 +10,8 @@
 //!
 //! This file is the member's side of each message; `owner.rs` is the owner's side.
 
+mod cursor;
+mod cursor_owner;
 pub mod document;
 mod error;
 pub mod events;
@@ -28,9 +30,10 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use cursor::Cursor;
 pub use error::DocError;
 pub use messages::ClientMsg;
-pub use msg::{Change, DocOp, ToDoc};
+pub use msg::{Change, DocOp, ShardMsg, ToDoc};
 
 use crate::features::chat::limits::ROOMS_PER_CONNECTION_MAX;
 use crate::protocol::handshake::DOC_TOPIC_PREFIX;
@@ -123,6 +126,16 @@ impl Docs {
                     reference: reference.map(<[u8]>::to_vec),
                 };
                 let op = Box::new(DocOp::Change(change));
+                ctx.to_owner(ToDoc { doc: topic, op });
+                Ok(())
+            }
+            ClientMsg::Cursor { doc, cursor } => {
+                let topic = member_topic(ctx, key, doc)?;
+                let op = Box::new(DocOp::Cursor {
+                    conn: ctx.conn_ref(key),
+                    user: ctx.speaker(key),
+                    cursor,
+                });
                 ctx.to_owner(ToDoc { doc: topic, op });
                 Ok(())
             }

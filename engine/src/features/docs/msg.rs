@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use super::cursor::Cursor;
 use super::operation::Op;
-use crate::features::OwnedMsg;
+use crate::features::{FeatureMsg, OwnedMsg};
 use crate::identity::User;
 use crate::server::ConnRef;
 
@@ -26,6 +27,12 @@ pub enum DocOp {
     },
     /// A change from member `conn`.
     Change(Change),
+    /// Member `conn`'s cursor moved.
+    Cursor {
+        conn: ConnRef,
+        user: Arc<User>,
+        cursor: Cursor,
+    },
     /// `doc:sync`: the changes after `version`, or the whole state.
     Sync {
         conn: ConnRef,
@@ -47,5 +54,18 @@ pub struct Change {
 impl From<ToDoc> for OwnedMsg {
     fn from(m: ToDoc) -> Self {
         OwnedMsg::Doc(m)
+    }
+}
+
+/// A message for a given shard's documents feature (its timers).
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// The cursor interval of owned document `doc` ended: its moved cursors go out.
+    CursorsDue { doc: Arc<str> },
+}
+
+impl From<ShardMsg> for FeatureMsg {
+    fn from(m: ShardMsg) -> Self {
+        FeatureMsg::Docs(m)
     }
 }

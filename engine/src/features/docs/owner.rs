@@ -30,13 +30,18 @@ impl Docs {
                 reference,
             } => {
                 let result = self.admit(ctx, &doc, conn, user, reference.as_deref());
+                let admitted = result.is_ok();
                 let result = result.map_err(|e| {
                     ctx.stats().app_errors.fetch_add(1, RELAXED);
                     event::error(e.code(), &e.to_string(), reference.as_deref())
                 });
-                ctx.answer_join(doc, FeatureId::Docs, conn, result, None);
+                ctx.answer_join(doc.clone(), FeatureId::Docs, conn, result, None);
+                if let Some(cursors) = self.all_cursors(&doc).filter(|_| admitted) {
+                    ctx.to_conn(conn, cursors);
+                }
             }
             DocOp::Change(c) => self.change(ctx, &doc, c),
+            DocOp::Cursor { conn, user, cursor } => self.cursor(ctx, &doc, conn, user, cursor),
             DocOp::Sync {
                 conn,
                 version,
@@ -124,6 +129,8 @@ impl Docs {
         match submitted {
             Ok(Outcome::Applied { version, ops }) => {
                 ctx.stats().doc_changes.fetch_add(1, RELAXED);
+                // Carets stay on their characters; clients move their copies the same way.
+                d.cursors.values_mut().for_each(|c| c.follow(&ops));
                 ctx.to_conn(c.conn, events::ack(doc, version, seq, reference));
                 let frame = events::operation(doc, version, &ops, &c.author);
                 ctx.fanout_except(tk, frame, c.conn.id);
@@ -166,6 +173,10 @@ impl Docs {
         let Some(d) = self.docs.get_mut(&name) else {
             return;
         };
+        if d.cursors.remove(&conn_id).is_some() {
+            d.moved.retain(|id| *id != conn_id);
+            ctx.fanout(tk, events::cursor_remove(public_name(&name), conn_id));
+        }
         if let Some(user) = d.editors.remove(&conn_id) {
             let frame = events::user_moved(false, public_name(&name), conn_id, &user);
             ctx.fanout(tk, frame);

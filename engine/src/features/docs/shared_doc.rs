@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::cursor::Cursor;
 use super::document::Document;
 use crate::identity::User;
 
@@ -15,6 +16,12 @@ pub struct SharedDoc {
     pub doc: Document,
     /// Connection id -> who it speaks for, in no order.
     pub editors: HashMap<u64, Arc<User>>,
+    /// Connection id -> its cursor (only members'; one each).
+    pub cursors: HashMap<u64, Cursor>,
+    /// Cursors moved since the last `cursor:update`, in the order they first moved.
+    pub moved: Vec<u64>,
+    /// A cursor timer is set for this document.
+    pub cursor_timer: bool,
 }
 
 impl SharedDoc {
@@ -23,6 +30,9 @@ impl SharedDoc {
             serial,
             doc: Document::with_max(max_bytes),
             editors: HashMap::new(),
+            cursors: HashMap::new(),
+            moved: Vec::new(),
+            cursor_timer: false,
         }
     }
 }

@@ -416,3 +416,107 @@ fn editors_on_two_shards_converge_through_reconnects_and_duplicate_resubmits() {
         simulate(seed);
     }
 }
+
+#[test]
+fn cursors_go_out_once_per_interval_follow_the_text_and_are_removed() {
+    let mut h = Harness::new(2);
+    let doc = doc_owned_by(0, 2, "cur");
+    let a = h.connect_user(1, "alice");
+    let b = h.connect_user(0, "bob");
+    for c in [a, b] {
+        h.send(c, &json!({"type": "doc:join", "doc": doc}).to_string());
+    }
+    h.deliver_all();
+    let change = json!({"type": "doc:change", "doc": doc, "version": 0,
+        "ops": [{"operation": "insert", "position": 0, "content": "hello world"}]});
+    h.send(b, &change.to_string());
+    h.deliver_all();
+    h.received(a);
+    h.received(b);
+    for position in [1, 3, 6] {
+        let mv = json!({"type": "cursor:move", "doc": doc, "position": position});
+        h.send(a, &mv.to_string());
+    }
+    h.deliver_all();
+    assert!(
+        of_type(&h.received(b), "cursor:update").is_empty(),
+        "held for the interval"
+    );
+    h.advance(crate::server::harness::ms(50));
+    h.deliver_all();
+    let updates = of_type(&h.received(b), "cursor:update");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    let cursor = &updates[0]["cursors"][0];
+    assert_eq!(cursor["userId"], "alice");
+    assert_eq!(
+        (cursor["position"].clone(), cursor["anchor"].clone()),
+        (json!(6), json!(6))
+    );
+    // Bob types before alice's caret: the owner's copy moves with the text.
+    let change = json!({"type": "doc:change", "doc": doc, "version": 1,
+        "ops": [{"operation": "insert", "position": 0, "content": "¡"}]});
+    h.send(b, &change.to_string());
+    let c = h.connect_user(1, "carol");
+    h.send(c, &json!({"type": "doc:join", "doc": doc}).to_string());
+    h.deliver_all();
+    let got = h.received(c);
+    assert_eq!(got[1]["type"], "doc:state", "{got:?}");
+    let all = of_type(&got, "cursor:update");
+    assert_eq!(all[0]["cursors"][0]["position"], 7, "{all:?}");
+    // A canvas cursor, and a bad one.
+    h.send(
+        b,
+        &json!({"type": "cursor:move", "doc": doc, "x": 10.5, "y": -3}).to_string(),
+    );
+    h.send(
+        b,
+        &json!({"type": "cursor:move", "doc": doc, "x": "left", "y": 1}).to_string(),
+    );
+    h.advance(crate::server::harness::ms(50));
+    h.deliver_all();
+    let errors = of_type(&h.received(b), "error");
+    assert_eq!(errors[0]["code"], "invalid_field");
+    let to_c = of_type(&h.received(c), "cursor:update");
+    assert_eq!(to_c[0]["cursors"][0]["x"], 10.5, "{to_c:?}");
+    h.close(a);
+    h.deliver_all();
+    let removed = of_type(&h.received(b), "cursor:remove");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["connectionId"], a.id);
+}
+
+#[test]
+fn a_reader_behind_on_cursors_holds_only_the_newest_frame() {
+    let mut h = Harness::new(2);
+    let doc = doc_owned_by(1, 2, "slow");
+    let a = h.connect_user(1, "alice");
+    let reader = h.connect_user(0, "rita");
+    for c in [a, reader] {
+        h.send(c, &json!({"type": "doc:join", "doc": doc}).to_string());
+    }
+    h.deliver_all();
+    h.received(reader);
+    // Ten intervals of alice's moves while the reader reads nothing.
+    for position in 0..10 {
+        let mv = json!({"type": "cursor:move", "doc": doc, "x": position, "y": 0});
+        h.send(a, &mv.to_string());
+        h.deliver_all();
+        h.advance(crate::server::harness::ms(50));
+        h.deliver_all();
+    }
+    let updates = of_type(&h.received(reader), "cursor:update");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0]["cursors"][0]["x"], 9);
+    let conflated: u64 = h
+        .shards
+        .iter()
+        .map(|s| {
+            s.stats
+                .latest_conflated
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    // Nine replaced in the reader's queue, and nine in alice's: she reads nothing either,
+    // and members get every cursor, their own included.
+    assert_eq!(conflated, 18);
+}
