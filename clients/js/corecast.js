@@ -655,6 +655,15 @@ export function transformLists(xs, ys, ysFirst) {
   return [xs, out];
 }
 
+/** A caret at `pos` through `op`: an insert at or before it pushes it right; a delete
+ * around it moves it to the delete's start (the server's `transform_position`). */
+function cursorThrough(pos, op) {
+  if (op.operation === 'insert') return op.position <= pos ? pos + op.chars : pos;
+  if (pos <= op.position) return pos;
+  if (pos >= op.position + op.length) return pos - op.length;
+  return op.position;
+}
+
 /** Applies `op` (code points) to `text`. */
 function applyOp(text, op) {
   const at = cpToUtf16(text, op.position);
@@ -687,6 +696,8 @@ export class Doc {
     this._syncing = false;
     this._held = [];
     this._listeners = new Map();
+    /** connectionId -> {userId, username, position, anchor} (code points) or {x, y}. */
+    this._cursors = new Map();
     const mine = (m) => m.doc === name;
     this._off = [
       // The text of a doc:state, and doc:operations, are taken from the answers to this
@@ -696,6 +707,8 @@ export class Doc {
       client.on('doc:operation', (m) => mine(m) && this._operation(m)),
       client.on('doc:user_joined', (m) => mine(m) && this._usersChanged(m, true)),
       client.on('doc:user_left', (m) => mine(m) && this._usersChanged(m, false)),
+      client.on('cursor:update', (m) => mine(m) && this._cursorsUpdated(m)),
+      client.on('cursor:remove', (m) => mine(m) && this._cursorRemoved(m)),
       client.on('reconnected', () => this.joined && this._rejoin()),
     ];
   }
@@ -736,6 +749,59 @@ export class Doc {
     this._local(del(from, to - from));
   }
 
+  /** Moves this connection's caret to UTF-16 index `index` (and selects from `anchor`).
+   * Volatile: never buffered while offline. */
+  moveCursor(index, anchor = index) {
+    const position = utf16ToCp(this.text, index);
+    const from = utf16ToCp(this.text, anchor);
+    this.client.send('cursor:move', { doc: this.name, position, anchor: from }, undefined, { volatile: true });
+  }
+
+  /** Moves this connection's canvas pointer. */
+  movePointer(x, y) {
+    this.client.send('cursor:move', { doc: this.name, x, y }, undefined, { volatile: true });
+  }
+
+  /** Other members' cursors: text carets as UTF-16 `index` and `anchor` into `this.text`, or
+   * canvas `x`, `y`. */
+  cursors() {
+    const out = [];
+    for (const [connectionId, c] of this._cursors) {
+      if (connectionId === this.client.connectionId) continue;
+      if (c.position === undefined) out.push({ connectionId, ...c });
+      else {
+        const index = cpToUtf16(this.text, c.position);
+        const anchor = cpToUtf16(this.text, c.anchor ?? c.position);
+        out.push({ connectionId, userId: c.userId, username: c.username, index, anchor });
+      }
+    }
+    return out;
+  }
+
+  _cursorsUpdated(m) {
+    for (const c of m.cursors) {
+      const { connectionId, ...rest } = c;
+      this._cursors.set(connectionId, rest);
+    }
+    this._emit('cursors', this.cursors());
+  }
+
+  _cursorRemoved(m) {
+    this._cursors.delete(m.connectionId);
+    this._emit('cursors', this.cursors());
+  }
+
+  /** Remote carets move with the text, by the server's rule. */
+  _moveCursors(ops) {
+    for (const c of this._cursors.values()) {
+      if (c.position === undefined) continue;
+      for (const op of ops) {
+        c.position = cursorThrough(c.position, op);
+        if (c.anchor !== undefined) c.anchor = cursorThrough(c.anchor, op);
+      }
+    }
+  }
+
   /** Whether every local edit has been acknowledged. */
   get settled() {
     return !this._inflight && this._pending.length === 0;
@@ -746,6 +812,7 @@ export class Doc {
   }
 
   _local(op) {
+    this._moveCursors([op]);
     this.text = applyOp(this.text, op);
     this._pending.push(op);
     this._flush();
@@ -784,6 +851,7 @@ export class Doc {
   /** A whole state: the server's text replaces ours. Local edits not acknowledged are
    * dropped (a `reset` event lists them): the server no longer has what they were based on. */
   _load(state) {
+    this._cursors.clear();
     if (!this.settled) {
       this._emit('reset', { dropped: [...(this._inflight?.ops || []), ...this._pending] });
     }
@@ -843,6 +911,7 @@ export class Doc {
     const [pending, t2] = transformLists(this._pending, theirs, true);
     this._pending = pending;
     theirs = t2;
+    this._moveCursors(theirs);
     const before = this.text;
     const changes = [];
     for (const op of theirs) {

@@ -107,7 +107,13 @@ export declare class Doc {
   insert(index: number, content: string): void;
   /** Deletes `length` UTF-16 units from `index`. */
   delete(index: number, length: number): void;
-  /** 'change' ({changes, author, version, before}), 'state', 'ack', 'users', 'reset'
+  /** Moves this connection's caret (UTF-16 indices into `text`); volatile. */
+  moveCursor(index: number, anchor?: number): void;
+  /** Moves this connection's canvas pointer; volatile. */
+  movePointer(x: number, y: number): void;
+  /** Other members' cursors, carets in UTF-16 indices into `text`. */
+  cursors(): Array<{ connectionId: number; userId: string; username: string; index?: number; anchor?: number; x?: number; y?: number }>;
+  /** 'change' ({changes, author, version, before}), 'state', 'ack', 'users', 'cursors', 'reset'
    * ({dropped}: local edits lost because the server no longer had their base), 'error'. */
   on(type: string, callback: (value: any) => void): () => void;
   close(): void;

@@ -19,6 +19,11 @@ const TEMPLATES = {
   'message:direct': { type: 'message:direct', to: 'bob', content: 'psst' },
   'notification:list': { type: 'notification:list' },
   'notification:read': { type: 'notification:read', ids: [1] },
+  'doc:join': { type: 'doc:join', doc: 'notes' },
+  'doc:change': { type: 'doc:change', doc: 'notes', version: 0, ops: [{ operation: 'insert', position: 0, content: 'Hello' }], client: 'playground', seq: 1 },
+  'doc:sync': { type: 'doc:sync', doc: 'notes', version: 0 },
+  'doc:leave': { type: 'doc:leave', doc: 'notes' },
+  'cursor:move': { type: 'cursor:move', doc: 'notes', position: 5 },
   ping: { type: 'ping' },
 };
 /** Frames kept in the log; older ones are dropped. */

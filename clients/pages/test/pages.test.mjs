@@ -280,6 +280,61 @@ test('a room with a password and a capacity: created from the form, joined with 
   await erin.context.close();
 });
 
+/** Signs in on the collab page. */
+async function joinCollab(page, username) {
+  await page.locator('#signin').waitFor();
+  await page.fill('#username', username);
+  await page.click('#signin-go');
+  await page.locator('#editor:not([disabled])').waitFor({ timeout: WAIT_MS });
+}
+
+test('two people type into one document at once, converge and see each other\'s caret', async () => {
+  const ann = await openPage(`${srv.http}/collab#spec`);
+  const bo = await openPage(`${srv.http}/collab#spec`);
+  await joinCollab(ann.page, 'ann');
+  await joinCollab(bo.page, 'bo');
+  await shows(ann.page, '#people li[data-user="bo"]');
+  await ann.page.click('#editor');
+  await ann.page.keyboard.type('Hello from ann. ');
+  await shows(bo.page, '#version', 'v');
+  // Both type at the same time, at opposite ends: every keystroke is a change.
+  await bo.page.click('#editor');
+  await bo.page.keyboard.press('End');
+  await Promise.all([
+    ann.page.keyboard.type('ann was here 😀 ', { delay: 15 }),
+    bo.page.keyboard.type('bo typed this 中文 ', { delay: 15 }),
+  ]);
+  const value = (p) => p.page.locator('#editor').inputValue();
+  const settled = async () => {
+    const [a, b] = [await value(ann), await value(bo)];
+    const saved = (await text(ann.page, '#version'))[0].includes('saved')
+      && (await text(bo.page, '#version'))[0].includes('saved');
+    return saved && a === b ? a : null;
+  };
+  let final = null;
+  for (let i = 0; i < 100 && final === null; i++) {
+    final = await settled();
+    if (final === null) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(final !== null, `the two pages converge: ${await value(ann)} / ${await value(bo)}`);
+  for (const piece of ['Hello from ann. ', 'ann was here 😀 ', 'bo typed this 中文 ']) {
+    assert.ok(final.includes(piece), `${JSON.stringify(piece)} in ${JSON.stringify(final)}`);
+  }
+  // Each sees the other's caret, named.
+  await shows(ann.page, '#mirror .caret[data-user="bo"] .caret-name', 'bo');
+  await shows(bo.page, '#mirror .caret[data-user="ann"] .caret-name', 'ann');
+  // A third page opened now gets the same text.
+  const cy = await openPage(`${srv.http}/collab#spec`);
+  await joinCollab(cy.page, 'cy');
+  assert.equal(await value(cy), final);
+  await shot(ann.page, 'collab');
+  await shot(cy.page, 'collab-late-joiner');
+  for (const p of [ann, bo, cy]) {
+    assertNoErrors(p);
+    await p.context.close();
+  }
+});
+
 test('the chat page fits a phone-sized window', async () => {
   const p = await openPage(`${srv.http}/chat#general`, { viewport: { width: 390, height: 844 } });
   await signIn(p.page, 'frank');

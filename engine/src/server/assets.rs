@@ -1,5 +1,5 @@
 //! The files the engine serves over HTTP, embedded in the binary: the pages (`/`, `/chat`,
-//! `/playground`) with their script, style and icon, and the JS client with its types. No
+//! `/collab`, `/playground`) with their script, style and icon, and the JS client with its types. No
 //! file system, no network: they work offline.
 //!
 //! Invariant: every path in `protocol::handshake::ASSET_PATHS` has an entry here (a test
@@ -23,6 +23,9 @@ pub fn asset(path: &str) -> Option<Asset> {
         "/chat" => (HTML, include_bytes!("../../../clients/pages/chat.html")),
         "/chat.js" => (JS, include_bytes!("../../../clients/pages/chat.js")),
         "/chat-view.js" => (JS, include_bytes!("../../../clients/pages/chat-view.js")),
+        "/collab" => (HTML, include_bytes!("../../../clients/pages/collab.html")),
+        "/collab.js" => (JS, include_bytes!("../../../clients/pages/collab.js")),
+        "/ui.js" => (JS, include_bytes!("../../../clients/pages/ui.js")),
         "/playground" => (
             HTML,
             include_bytes!("../../../clients/pages/playground.html"),
