@@ -24,6 +24,12 @@ const TEMPLATES = {
   'doc:sync': { type: 'doc:sync', doc: 'notes', version: 0 },
   'doc:leave': { type: 'doc:leave', doc: 'notes' },
   'cursor:move': { type: 'cursor:move', doc: 'notes', position: 5 },
+  'state:get': { type: 'state:get', room: 'general' },
+  'state:set': { type: 'state:set', room: 'general', key: 'title', value: 'Sprint plan' },
+  'state:merge': { type: 'state:merge', room: 'general', patch: { colour: '#4cc2ff', old: null } },
+  'broadcast:send': { type: 'broadcast:send', room: 'general', channel: 'strokes', payload: { points: [[10, 12], [14, 20]] } },
+  'broadcast:history': { type: 'broadcast:history', room: 'general', channel: 'strokes', limit: 20 },
+  'presence:set': { type: 'presence:set', room: 'general', data: { tool: 'pen', colour: '#f778ba' } },
   ping: { type: 'ping' },
 };
 /** Frames kept in the log; older ones are dropped. */

@@ -92,6 +92,8 @@ counters! {
     /// Latest-wins frames (cursors) that replaced an unsent one of their slot in a reader's
     /// queue: what a slow reader was spared.
     latest_conflated,
+    /// Broadcasts sent but not kept for history: the shard's shared bytes were spent.
+    shared_unkept,
     /// Documents this shard owns now.
     docs,
     /// Changes applied to this shard's documents.

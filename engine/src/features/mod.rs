@@ -15,6 +15,7 @@
 pub mod chat;
 pub mod docs;
 pub mod heartbeat;
+pub mod shared;
 pub mod users;
 
 use crate::config::Config;
@@ -37,6 +38,7 @@ pub enum OwnedMsg {
     Room(chat::ToRoom),
     User(users::ToUser),
     Doc(docs::ToDoc),
+    Shared(shared::ToShared),
 }
 
 impl OwnedMsg {
@@ -46,6 +48,7 @@ impl OwnedMsg {
             OwnedMsg::Room(m) => &m.room,
             OwnedMsg::User(m) => &m.user,
             OwnedMsg::Doc(m) => &m.doc,
+            OwnedMsg::Shared(m) => &m.topic,
         }
     }
 }
@@ -64,6 +67,7 @@ pub enum ClientMsg<'v> {
     Chat(chat::ClientMsg<'v>),
     Users(users::ClientMsg<'v>),
     Docs(docs::ClientMsg<'v>),
+    Shared(shared::ClientMsg<'v>),
     Heartbeat(heartbeat::ClientMsg),
 }
 
@@ -96,6 +100,9 @@ pub fn parse<'v>(kind: &str, fields: &Fields<'v>) -> Result<ClientMsg<'v>, AppEr
     if let Some(m) = docs::ClientMsg::parse(kind, fields) {
         return m.map(ClientMsg::Docs);
     }
+    if let Some(m) = shared::ClientMsg::parse(kind, fields) {
+        return m.map(ClientMsg::Shared);
+    }
     if let Some(m) = heartbeat::ClientMsg::parse(kind, fields) {
         return m.map(ClientMsg::Heartbeat);
     }
@@ -109,6 +116,7 @@ impl ClientMsg<'_> {
             ClientMsg::Chat(m) => m.cost(),
             ClientMsg::Users(m) => m.cost(),
             ClientMsg::Docs(m) => m.cost(),
+            ClientMsg::Shared(m) => m.cost(),
             ClientMsg::Heartbeat(m) => m.cost(),
         }
     }
@@ -153,6 +161,7 @@ pub struct Features {
     pub chat: chat::Chat,
     pub users: users::Users,
     pub docs: docs::Docs,
+    pub shared: shared::Shared,
 }
 
 impl Features {
@@ -161,6 +170,7 @@ impl Features {
             chat: chat::Chat::new(),
             users: users::Users::new(),
             docs: docs::Docs::new(),
+            shared: shared::Shared::new(),
         }
     }
 
@@ -195,7 +205,7 @@ impl Features {
         match message {
             ClientMsg::Chat(m) => self.chat.conflated(ctx, key, m),
             ClientMsg::Users(m) => self.users.conflated(ctx, key, m),
-            ClientMsg::Docs(_) | ClientMsg::Heartbeat(_) => false,
+            ClientMsg::Docs(_) | ClientMsg::Shared(_) | ClientMsg::Heartbeat(_) => false,
         }
     }
 
@@ -222,6 +232,7 @@ impl Features {
             ClientMsg::Chat(m) => self.chat.on_client(ctx, &self.users, key, m, reference),
             ClientMsg::Users(m) => self.users.on_client(ctx, key, m, reference),
             ClientMsg::Docs(m) => self.docs.on_client(ctx, key, m, reference),
+            ClientMsg::Shared(m) => self.shared.on_client(ctx, key, m, reference),
             ClientMsg::Heartbeat(_) => unreachable!("answered above"),
         }
     }
@@ -232,6 +243,7 @@ impl Features {
             OwnedMsg::Room(m) => self.chat.on_owned(ctx, m),
             OwnedMsg::User(m) => self.users.on_owned(ctx, m),
             OwnedMsg::Doc(m) => self.docs.on_owned(ctx, m),
+            OwnedMsg::Shared(m) => self.shared.on_owned(ctx, m),
         }
     }
 
@@ -278,6 +290,13 @@ impl Features {
             FeatureId::Chat => self.chat.on_member_left(ctx, tk, conn_id, gone),
             FeatureId::Docs => self.docs.on_member_left(ctx, tk, conn_id, gone),
         }
+        // Whatever the topic's feature, shared state may ride on it.
+        self.shared.on_member_left(ctx, tk, conn_id, gone);
+    }
+
+    /// Member `conn` was accepted into owned topic `topic` (after its feature's answer).
+    pub fn on_member_joined(&mut self, ctx: &mut Ctx<'_>, topic: &str, conn: ConnRef) {
+        self.shared.on_member_joined(ctx, topic, conn);
     }
 
     /// An owned topic was forgotten.
@@ -286,6 +305,7 @@ impl Features {
             FeatureId::Chat => self.chat.on_topic_dropped(ctx, dropped),
             FeatureId::Docs => self.docs.on_topic_dropped(ctx, dropped),
         }
+        self.shared.on_topic_dropped(ctx, dropped);
     }
 
     /// Every shard's part of a gather arrived.

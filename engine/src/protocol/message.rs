@@ -84,6 +84,8 @@ pub enum AppError {
     Busy { what: &'static str, max: usize },
     #[error(transparent)]
     Doc(#[from] crate::features::docs::DocError),
+    #[error(transparent)]
+    Shared(#[from] crate::features::shared::SharedError),
 }
 
 impl AppError {
@@ -114,6 +116,7 @@ impl AppError {
             AppError::UnknownUser { .. } => "unknown_user",
             AppError::Busy { .. } => "busy",
             AppError::Doc(e) => e.code(),
+            AppError::Shared(e) => e.code(),
         }
     }
 }

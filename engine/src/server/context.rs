@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::connection::{Conn, Phase};
 use super::gather::GatherRef;
+use super::local::Local;
 use super::shard::Shard;
 use super::shard_msg::Delivery;
 use super::shard_msg::{ConnRef, ShardMsg};
@@ -299,10 +300,16 @@ impl<'a> Ctx<'a> {
         self.core.member_of_owned(name, conn_id)
     }
 
-    /// Counts an accepted join of `conn_id` in owned topic `tk`; true when it is new.
-    pub fn add_member(&mut self, tk: usize, conn_id: u64) -> bool {
+    /// Counts an accepted join of `conn` in owned topic `tk`; true when it is new (every
+    /// feature then hears of it, after this handler: `on_member_joined`).
+    pub fn add_member(&mut self, tk: usize, conn: ConnRef) -> bool {
         let me = self.core.id;
-        self.core.topic_owner_mut(tk).add_member(conn_id, me)
+        let new = self.core.topic_owner_mut(tk).add_member(conn.id, me);
+        if new {
+            let topic = self.core.topics.get(tk).expect("a live topic").name.clone();
+            self.core.local.push_back(Local::MemberJoined(topic, conn));
+        }
+        new
     }
 
     /// Keeps owned topic `tk` while it is empty (until its TTL), or stops keeping it.

@@ -23,6 +23,8 @@ pub enum Local {
     TopicDropped(Dropped),
     /// A feature's timer came due.
     Timer(FeatureMsg),
+    /// A connection was accepted into an owned topic (after its feature's answer was sent).
+    MemberJoined(Arc<str>, ConnRef),
 }
 
 /// A closed connection, as every feature sees it once.

@@ -260,6 +260,7 @@ impl Shard {
             Local::Closed(closed) => features.on_close(&mut ctx, &closed),
             Local::TopicDropped(dropped) => features.on_topic_dropped(&mut ctx, &dropped),
             Local::Timer(msg) => features.on_shard(&mut ctx, msg),
+            Local::MemberJoined(topic, conn) => features.on_member_joined(&mut ctx, &topic, conn),
         }
     }
 

@@ -118,7 +118,7 @@ impl Chat {
                 max,
             });
         }
-        if ctx.add_member(tk, join.conn.id) {
+        if ctx.add_member(tk, join.conn) {
             let last_id = ctx.topic_owner(tk).last_id();
             let now_ms = ctx.now().unix_ms;
             let user = join.user.as_ref();

@@ -90,7 +90,7 @@ impl Docs {
             let (doc, max) = (public_name(name).into(), DOC_EDITORS_MAX);
             return Err(AppError::Doc(DocError::DocFull { doc, max }));
         }
-        if ctx.add_member(tk, conn.id) {
+        if ctx.add_member(tk, conn) {
             ctx.fanout(
                 tk,
                 events::user_moved(true, public_name(name), conn.id, &user),
