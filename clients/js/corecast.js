@@ -183,6 +183,21 @@ export class CorecastClient {
     return new Notifications(this);
   }
 
+  /** The shared state of a room (`{room}`) or document (`{doc}`). */
+  sharedState(where) {
+    return new SharedState(this, where);
+  }
+
+  /** A broadcast channel of a room or document. */
+  broadcast(where, channel) {
+    return new Broadcast(this, where, channel);
+  }
+
+  /** Presence data in a room or document: this connection's and the others'. */
+  presenceData(where) {
+    return new PresenceData(this, where);
+  }
+
   /** A shared plain-text document (`doc:*`), kept in step with the server's. */
   doc(name, options = {}) {
     return new Doc(this, name, options);
@@ -939,4 +954,135 @@ export class Doc {
 function randomId() {
   if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
   return `c-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+// ----- shared state, channels, presence data -----------------------------------------------
+
+/** Whether message `m` is about `where` ({room} or {doc}). */
+const about = (where, m) => (where.room !== undefined ? m.room === where.room : m.doc === where.doc);
+
+/** Listeners of one helper. */
+class Emitter {
+  constructor() {
+    this._listeners = new Map();
+  }
+
+  on(type, callback) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(callback);
+    return () => this._listeners.get(type)?.delete(callback);
+  }
+
+  _emit(type, value) {
+    for (const callback of this._listeners.get(type) || []) callback(value);
+  }
+}
+
+/** A topic's shared state: `state` (an object) and `version`, kept current from
+ * `state:sync` and `state:update`; read again after a reconnect. */
+export class SharedState extends Emitter {
+  constructor(client, where) {
+    super();
+    this.client = client;
+    this.where = where;
+    this.state = {};
+    this.version = 0;
+    this._off = [
+      client.on('state:sync', (m) => about(where, m) && this._sync(m)),
+      client.on('state:update', (m) => about(where, m) && this._update(m)),
+      client.on('reconnected', () => this.get().catch((e) => this._emit('error', e))),
+    ];
+  }
+
+  /** Reads the whole state. */
+  async get() {
+    await this.client.request('state:get', { ...this.where });
+    return this.state;
+  }
+
+  /** Writes one key (`undefined` or `null` deletes it); `ifVersion` makes it a
+   * compare-and-set. Resolves with the write's version. */
+  async set(key, value, { ifVersion } = {}) {
+    const ack = await this.client.request('state:set', { ...this.where, key, value: value ?? null, ifVersion });
+    return ack.version;
+  }
+
+  /** Writes several keys at once (null deletes). */
+  async merge(patch, { ifVersion } = {}) {
+    const ack = await this.client.request('state:merge', { ...this.where, patch, ifVersion });
+    return ack.version;
+  }
+
+  _sync(m) {
+    this.state = { ...m.state };
+    this.version = m.version;
+    this._emit('change', { state: this.state, version: this.version, changes: m.state, by: null });
+  }
+
+  _update(m) {
+    if (m.version <= this.version) return;
+    for (const [k, v] of Object.entries(m.changes)) {
+      if (v === null) delete this.state[k];
+      else this.state[k] = v;
+    }
+    this.version = m.version;
+    this._emit('change', { state: this.state, version: this.version, changes: m.changes, by: m.by });
+  }
+
+  close() {
+    this._off.forEach((off) => off());
+  }
+}
+
+/** A broadcast channel: `send(payload)` to the others, `on('message', cb)`, `history()`. */
+export class Broadcast extends Emitter {
+  constructor(client, where, channel) {
+    super();
+    this.client = client;
+    this.where = where;
+    this.channel = channel;
+    this._off = client.on('broadcast:message', (m) => {
+      if (about(where, m) && m.channel === channel) this._emit('message', m);
+    });
+  }
+
+  /** Sends `payload` to the other members; resolves with its id. */
+  async send(payload) {
+    const ack = await this.client.request('broadcast:send', { ...this.where, channel: this.channel, payload });
+    return ack.id;
+  }
+
+  /** The channel's kept messages, oldest first. */
+  async history(limit) {
+    const m = await this.client.request('broadcast:history', { ...this.where, channel: this.channel, limit });
+    return m.messages;
+  }
+
+  close() {
+    this._off();
+  }
+}
+
+/** Presence data: `set(data)` for this connection, `others` (connectionId -> {user, data}). */
+export class PresenceData extends Emitter {
+  constructor(client, where) {
+    super();
+    this.client = client;
+    this.where = where;
+    this.others = new Map();
+    this._off = client.on('presence:data', (m) => {
+      if (!about(where, m) || m.connectionId === client.connectionId) return;
+      if (m.data === null) this.others.delete(m.connectionId);
+      else this.others.set(m.connectionId, { user: m.user, data: m.data, lastSeen: m.lastSeen });
+      this._emit('change', this.others);
+    });
+  }
+
+  set(data) {
+    return this.client.request('presence:set', { ...this.where, data });
+  }
+
+  close() {
+    this._off();
+  }
 }

@@ -75,6 +75,12 @@ export declare class CorecastClient {
     on(callback: (message: Message) => void): () => void;
   };
   notifications(): Notifications;
+  /** The shared state of a room (`{room}`) or a document (`{doc}`). */
+  sharedState(where: Where): SharedState;
+  /** A broadcast channel of a room or document. */
+  broadcast(where: Where, channel: string): Broadcast;
+  /** Presence data in a room or document. */
+  presenceData(where: Where): PresenceData;
   /** A shared plain-text document (`doc:join`, `doc:change`...), kept in step with the
    * server's: one change in flight, the rest buffered, remote changes transformed. */
   doc(name: string, options?: { clientId?: string }): Doc;
@@ -146,5 +152,37 @@ export declare class Notifications {
   list(): Promise<Message[]>;
   markRead(ids: number[]): Promise<Message>;
   on(callback: (notification: Message) => void): () => void;
+  close(): void;
+}
+
+/** A room or a document. */
+export type Where = { room: string } | { doc: string };
+
+export declare class SharedState {
+  state: Record<string, unknown>;
+  version: number;
+  get(): Promise<Record<string, unknown>>;
+  /** Resolves with the write's version; rejects with `version_conflict` when `ifVersion` is stale. */
+  set(key: string, value: unknown, options?: { ifVersion?: number }): Promise<number>;
+  merge(patch: Record<string, unknown>, options?: { ifVersion?: number }): Promise<number>;
+  /** 'change' ({state, version, changes, by}), 'error'. */
+  on(type: string, callback: (value: any) => void): () => void;
+  close(): void;
+}
+
+export declare class Broadcast {
+  readonly channel: string;
+  send(payload: unknown): Promise<number>;
+  history(limit?: number): Promise<Message[]>;
+  /** 'message' (a `broadcast:message`). */
+  on(type: string, callback: (value: any) => void): () => void;
+  close(): void;
+}
+
+export declare class PresenceData {
+  others: Map<number, { user: { userId: string; username: string }; data: unknown; lastSeen: number }>;
+  set(data: unknown): Promise<Message>;
+  /** 'change' (the `others` map). */
+  on(type: string, callback: (value: any) => void): () => void;
   close(): void;
 }

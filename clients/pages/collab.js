@@ -12,7 +12,15 @@ const CARET_EVERY_MS = 50;
 /** Colours for editors (classes c0..c7), by a hash of the user id. */
 const COLOURS = 8;
 
-const state = { client: null, doc: null, auth: { mode: 'login' }, caretTimer: null, caretSent: '' };
+/** A title edit is written to the shared state after this pause in typing. */
+const TITLE_DELAY_MS = 300;
+/** Points kept per stroke (a long scribble is thinned to this). */
+const STROKE_POINTS_MAX = 200;
+
+const state = {
+  client: null, doc: null, auth: { mode: 'login' }, caretTimer: null, caretSent: '',
+  shared: null, strokes: null, titleTimer: null, drawn: [], drawing: null,
+};
 const docName = () => decodeURIComponent(location.hash.slice(1)) || 'welcome';
 
 function colour(id) {
@@ -99,6 +107,7 @@ async function openDoc(client) {
   doc.on('ack', renderVersion);
   doc.on('error', (e) => toast('error', `Sync failed: ${e.message}`));
   await doc.join();
+  await openBoard(client);
   const editor = $('editor');
   editor.disabled = false;
   editor.placeholder = 'Start typing: everyone here sees it as you type.';
@@ -225,6 +234,128 @@ function renderVersion() {
   const doc = state.doc;
   $('version').textContent = `v${doc.version} · ${doc.settled ? 'saved' : 'sending…'}`;
   $('version').className = `badge ${doc.settled ? 'connected' : 'connecting'}`;
+}
+
+// ----- the shared title and the whiteboard ---------------------------------------------------
+
+/** The title is shared state key `title`; the board is channel `strokes` (each finished
+ * stroke, drawn by everyone else at once) plus shared state key `boardClearedAt` (strokes up
+ * to that id are gone), so a late joiner draws the kept strokes after the last clear. */
+async function openBoard(client) {
+  const where = { doc: docName() };
+  const shared = client.sharedState(where);
+  const strokes = client.broadcast(where, 'strokes');
+  state.shared = shared;
+  state.strokes = strokes;
+  shared.on('change', ({ state: s, changes }) => {
+    if (document.activeElement !== $('title')) $('title').value = s.title ?? '';
+    if ('boardClearedAt' in changes) redrawBoard();
+  });
+  strokes.on('message', (m) => {
+    state.drawn.push(m);
+    drawStroke(m.payload);
+    $('board').dataset.strokes = String(state.drawn.length);
+  });
+  await shared.get();
+  $('title').value = shared.state.title ?? '';
+  state.drawn = await strokes.history();
+  redrawBoard();
+  const title = $('title');
+  title.disabled = false;
+  title.oninput = () => {
+    clearTimeout(state.titleTimer);
+    state.titleTimer = setTimeout(() => {
+      shared.set('title', title.value).catch((e) => toast('error', `Title not saved: ${e.message}`));
+    }, TITLE_DELAY_MS);
+  };
+  $('board-clear').disabled = false;
+  $('board-clear').onclick = clearBoard;
+  wireCanvas($('board'));
+}
+
+function visibleStrokes() {
+  const after = state.shared?.state.boardClearedAt ?? 0;
+  return state.drawn.filter((m) => m.id === undefined || m.id > after);
+}
+
+function redrawBoard() {
+  const canvas = $('board');
+  canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
+  const shown = visibleStrokes();
+  shown.forEach((m) => drawStroke(m.payload));
+  canvas.dataset.strokes = String(shown.length);
+}
+
+function drawStroke(stroke) {
+  const canvas = $('board');
+  const g = canvas.getContext('2d');
+  const pts = Array.isArray(stroke?.points) ? stroke.points : [];
+  if (pts.length === 0) return;
+  g.strokeStyle = typeof stroke.colour === 'string' ? stroke.colour : '#4cc2ff';
+  g.lineWidth = 3;
+  g.lineCap = 'round';
+  g.lineJoin = 'round';
+  g.beginPath();
+  pts.forEach(([x, y], i) => {
+    const [px, py] = [x * canvas.width, y * canvas.height];
+    if (i === 0) g.moveTo(px, py);
+    else g.lineTo(px, py);
+  });
+  if (pts.length === 1) g.lineTo(pts[0][0] * canvas.width + 0.1, pts[0][1] * canvas.height);
+  g.stroke();
+}
+
+function wireCanvas(canvas) {
+  const point = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [Math.min(1, Math.max(0, (e.clientX - r.left) / r.width)),
+      Math.min(1, Math.max(0, (e.clientY - r.top) / r.height))];
+  };
+  canvas.onpointerdown = (e) => {
+    canvas.setPointerCapture(e.pointerId);
+    const colour = getComputedStyle(document.documentElement).getPropertyValue(`--${myColour()}`).trim();
+    state.drawing = { points: [point(e)], colour: colour || '#4cc2ff' };
+  };
+  canvas.onpointermove = (e) => {
+    if (!state.drawing) return;
+    state.drawing.points.push(point(e));
+    drawStroke({ ...state.drawing, points: state.drawing.points.slice(-2) });
+  };
+  canvas.onpointerup = async () => {
+    const stroke = state.drawing;
+    state.drawing = null;
+    if (!stroke) return;
+    stroke.points = thin(stroke.points).map(([x, y]) => [round(x), round(y)]);
+    try {
+      const id = await state.strokes.send(stroke);
+      state.drawn.push({ id, payload: stroke });
+      canvas.dataset.strokes = String(visibleStrokes().length);
+    } catch (e) {
+      toast('error', `Stroke not shared: ${e.message}`);
+    }
+  };
+}
+
+const round = (v) => Math.round(v * 10000) / 10000;
+
+function thin(points) {
+  if (points.length <= STROKE_POINTS_MAX) return points;
+  const step = points.length / STROKE_POINTS_MAX;
+  return Array.from({ length: STROKE_POINTS_MAX }, (_, i) => points[Math.floor(i * step)]);
+}
+
+function myColour() {
+  return colour(state.client?.user?.userId ?? state.client?.connectionId ?? '');
+}
+
+async function clearBoard() {
+  const last = state.drawn.reduce((max, m) => Math.max(max, m.id ?? 0), 0);
+  try {
+    await state.shared.set('boardClearedAt', last);
+    redrawBoard();
+  } catch (e) {
+    toast('error', `Could not clear the board: ${e.message}`);
+  }
 }
 
 addEventListener('error', (e) => toast('error', `Page error: ${e.message}`));

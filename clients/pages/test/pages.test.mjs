@@ -323,12 +323,25 @@ test('two people type into one document at once, converge and see each other\'s 
   // Each sees the other's caret, named.
   await shows(ann.page, '#mirror .caret[data-user="bo"] .caret-name', 'bo');
   await shows(bo.page, '#mirror .caret[data-user="ann"] .caret-name', 'ann');
-  // A third page opened now gets the same text.
+  // The shared title, and a stroke on the whiteboard.
+  await ann.page.fill('#title', 'Launch plan');
+  await bo.page.waitForFunction(() => document.getElementById('title').value === 'Launch plan', null, { timeout: WAIT_MS });
+  const box = await ann.page.locator('#board').boundingBox();
+  await ann.page.mouse.move(box.x + 20, box.y + 20);
+  await ann.page.mouse.down();
+  for (let i = 1; i <= 10; i++) await ann.page.mouse.move(box.x + 20 + i * 15, box.y + 20 + i * 8);
+  await ann.page.mouse.up();
+  await bo.page.locator('#board[data-strokes="1"]').waitFor({ timeout: WAIT_MS });
+  // A third page opened now gets the same text, title and board.
   const cy = await openPage(`${srv.http}/collab#spec`);
   await joinCollab(cy.page, 'cy');
   assert.equal(await value(cy), final);
+  await cy.page.waitForFunction(() => document.getElementById('title').value === 'Launch plan', null, { timeout: WAIT_MS });
+  await cy.page.locator('#board[data-strokes="1"]').waitFor({ timeout: WAIT_MS });
   await shot(ann.page, 'collab');
   await shot(cy.page, 'collab-late-joiner');
+  await bo.page.click('#board-clear');
+  await cy.page.locator('#board[data-strokes="0"]').waitFor({ timeout: WAIT_MS });
   for (const p of [ann, bo, cy]) {
     assertNoErrors(p);
     await p.context.close();
