@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod chart;
 pub mod clock;
+pub mod collab;
 pub mod error;
 pub mod event_loop;
 pub mod frame;

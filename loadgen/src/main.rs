@@ -46,6 +46,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         publishers: usize,
     },
+    /// D documents x E editors typing with the client discipline, plus cursors; checks that
+    /// every editor ends with the server's text (a divergence fails the run).
+    Collab(CollabArgs),
     /// One room, few publishers, many subscribers.
     Broadcast {
         #[command(flatten)]
@@ -54,6 +57,40 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         publishers: usize,
     },
+}
+
+#[derive(Debug, Args)]
+struct CollabArgs {
+    /// Server URL (plain ws://).
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
+    url: String,
+    /// Documents.
+    #[arg(long, default_value_t = 10)]
+    docs: usize,
+    /// Editors per document.
+    #[arg(long, default_value_t = 10)]
+    editors: usize,
+    /// Changes per second per editor.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+    /// Cursor moves per second per editor (0: none).
+    #[arg(long, default_value_t = 5.0)]
+    cursor_hz: f64,
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds to wait for every change to settle after editing stops.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    #[arg(long, default_value = "lgdoc")]
+    doc_prefix: String,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Fail (exit 1) when p99 op latency exceeds this many ms.
+    #[arg(long)]
+    max_p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -187,7 +224,11 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> anyhow::Result<bool> {
     let cli = Cli::parse();
+    if let Command::Collab(a) = &cli.scenario {
+        return collab(a);
+    }
     let (common, scenario): (&Common, Box<dyn Scenario>) = match &cli.scenario {
+        Command::Collab(_) => unreachable!("run above"),
         Command::Connect { common } => (
             common,
             Box::new(Connect {
@@ -312,4 +353,55 @@ fn real_main() -> anyhow::Result<bool> {
     }
     let ok = failed.is_empty();
     Ok(ok)
+}
+
+fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        a.docs >= 1 && a.editors >= 1,
+        "--docs and --editors must be at least 1"
+    );
+    loadgen::check_fd_limit(a.docs * (a.editors + 1))?;
+    let cfg = loadgen::collab::CollabConfig {
+        url: a.url.clone(),
+        docs: a.docs,
+        editors: a.editors,
+        rate: a.rate,
+        cursor_hz: a.cursor_hz,
+        warmup: a.warmup,
+        duration: a.duration,
+        drain: a.drain,
+        doc_prefix: a.doc_prefix.clone(),
+    };
+    let r = loadgen::collab::run(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let summary = serde_json::json!({
+        "scenario": "collab", "docs": a.docs, "editors": a.editors, "rate": a.rate,
+        "cursor_hz": a.cursor_hz, "measured_secs": r.measured_secs,
+        "changes_sent": r.changes_sent, "changes_heard": r.changes_heard,
+        "changes_per_sec": r.changes_sent as f64 / (r.measured_secs + a.warmup).max(1e-9),
+        "op_ms": {"p50": ms(&r.op_latency_us, 0.5), "p99": ms(&r.op_latency_us, 0.99),
+            "p999": ms(&r.op_latency_us, 0.999), "max": r.op_latency_us.max() as f64 / 1000.0,
+            "count": r.op_latency_us.len()},
+        "ack_ms": {"p50": ms(&r.ack_latency_us, 0.5), "p99": ms(&r.ack_latency_us, 0.99),
+            "p999": ms(&r.ack_latency_us, 0.999)},
+        "cursor_ms": {"p50": ms(&r.cursor_latency_us, 0.5), "p99": ms(&r.cursor_latency_us, 0.99),
+            "p999": ms(&r.cursor_latency_us, 0.999)},
+        "cursor_moves": r.cursor_moves, "cursor_frames": r.cursor_frames,
+        "cursor_entries": r.cursor_entries,
+        "divergences": r.divergences, "errors": r.errors,
+    });
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    let p99 = ms(&r.op_latency_us, 0.99);
+    let fast = a.max_p99_ms.is_none_or(|max| p99 <= max);
+    if !r.divergences.is_empty() {
+        eprintln!(
+            "loadgen: {} editors diverged from the server",
+            r.divergences.len()
+        );
+    }
+    Ok(r.divergences.is_empty() && r.errors.is_empty() && fast)
 }

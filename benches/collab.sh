@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Shared documents against corecast on one shard: server pinned to CPU 0, `loadgen collab` to
+# CPU 1. Each shape is docs x editors x edits/s (+ cursor Hz); prints one line per run with
+# the changes applied per second, op/ack/cursor latency percentiles, whether every editor
+# converged on the server's text, and the server's CPU seconds (utime+stime) over the run.
+#
+#   benches/collab.sh [duration_s] [repeats] [shape...]      shape: DOCSxEDITORSxRATE[xHZ]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10}
+repeats=${2:-3}
+shift $(( $# < 2 ? $# : 2 ))
+if [ $# -gt 0 ]; then shapes=("$@"); else shapes=(10x10x2x5 1x100x5x0 1x300x1x0 100x2x20x0); fi
+
+cargo build --release -q -p corecast -p loadgen
+port=38$(( RANDOM % 90 + 10 ))
+ticks=$(getconf CLK_TCK)
+cpu_secs() { awk -v t="$ticks" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
+
+printf "%-12s %-3s %9s %8s %8s %8s %8s %8s %8s %9s %6s %8s\n" shape run changes/s op_p50 op_p99 \
+  op_p999 ack_p99 cur_p50 cur_p99 converged errs srv_cpu_s
+for r in $(seq 1 "$repeats"); do
+  for shape in "${shapes[@]}"; do
+    IFS=x read -r docs editors rate hz <<< "$shape"
+    taskset -c 0 ./target/release/corecast --shards 1 --pin false --rate-limit off \
+      --request-rate off --user-request-rate off --ip-request-rate off \
+      --addr 127.0.0.1:$port --log warn &
+    srv=$!
+    sleep 0.5
+    before=$(cpu_secs $srv)
+    json=$(taskset -c 1 ./target/release/loadgen collab --url ws://127.0.0.1:$port/ws \
+      --docs "$docs" --editors "$editors" --rate "$rate" --cursor-hz "${hz:-0}" \
+      --duration "$duration" --warmup 1 --drain 5 --json --doc-prefix "b$r" || true)
+    after=$(cpu_secs $srv)
+    kill -INT $srv; wait $srv 2>/dev/null || true
+    echo "$json" | python3 -c "
+import json,sys
+r=json.load(sys.stdin); o=r['op_ms']; c=r['cursor_ms']
+cps=r['changes_sent']/(r['measured_secs']+1)
+print('%-12s %-3s %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9s %6d %8.2f' % ('$shape', $r, cps,
+  o['p50'], o['p99'], o['p999'], r['ack_ms']['p99'], c['p50'], c['p99'],
+  'yes' if not r['divergences'] else 'NO (%d)' % len(r['divergences']), len(r['errors']),
+  $after-$before))
+"
+    sleep 0.3
+  done
+done

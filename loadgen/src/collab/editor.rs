@@ -1,0 +1,202 @@
+//! One simulated editor of a shared document, with the usual client discipline: one change in
+//! flight, the rest buffered, incoming changes transformed against both (the engine's own
+//! transform, so a divergence is the server's or the protocol's, never a second
+//! implementation's).
+//!
+//! Invariant: `text` is the server's text at `version` with the in-flight change and then the
+//! buffered ops applied.
+
+use corecast::features::docs::operation::{transform_lists, Op};
+use ropey::Rope;
+use serde_json::{json, Value};
+
+pub struct Editor {
+    pub doc: String,
+    pub client: String,
+    pub text: Rope,
+    pub version: u64,
+    pub inflight: Option<(u64, Vec<Op>)>,
+    pub pending: Vec<Op>,
+    pub seq: u64,
+    rng: u64,
+}
+
+/// What a frame meant to the run's figures.
+#[derive(Debug, PartialEq)]
+pub enum Heard {
+    /// Our change `seq` is version `version`.
+    Ack {
+        seq: u64,
+        version: u64,
+    },
+    /// Another's change `version` arrived.
+    Change {
+        version: u64,
+    },
+    /// A `cursor:update` with this many cursors.
+    Cursors(usize),
+    Other,
+}
+
+impl Editor {
+    pub fn new(doc: &str, client: String, seed: u64) -> Editor {
+        Editor {
+            doc: doc.into(),
+            client,
+            text: Rope::new(),
+            version: 0,
+            inflight: None,
+            pending: Vec::new(),
+            seq: 0,
+            rng: seed | 1,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// A random keystroke: mostly inserts of one character, some deletes.
+    pub fn edit(&mut self) {
+        let len = self.text.len_chars();
+        let r = self.random();
+        let op = if len < 8 || !r.is_multiple_of(4) {
+            let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6];
+            Op::insert((r >> 16) as usize % (len + 1), &c.to_string())
+        } else {
+            let pos = (r >> 16) as usize % len;
+            Op::delete(pos, 1)
+        };
+        op.apply(&mut self.text).expect("a valid op of our own");
+        self.pending.push(op);
+    }
+
+    /// The next `doc:change` to send, when none is in flight.
+    pub fn flush(&mut self) -> Option<(u64, String)> {
+        if self.inflight.is_some() || self.pending.is_empty() {
+            return None;
+        }
+        self.seq += 1;
+        let ops = std::mem::take(&mut self.pending);
+        let msg = json!({"type": "doc:change", "doc": self.doc, "version": self.version,
+            "ops": ops_json(&ops), "client": self.client, "seq": self.seq});
+        self.inflight = Some((self.seq, ops));
+        Some((self.seq, msg.to_string()))
+    }
+
+    /// A frame from the server.
+    pub fn on_frame(&mut self, v: &Value) -> Result<Heard, String> {
+        match v["type"].as_str() {
+            Some("doc:state") => {
+                self.text = Rope::from_str(v["content"].as_str().unwrap_or(""));
+                self.version = v["version"].as_u64().unwrap_or(0);
+                Ok(Heard::Other)
+            }
+            Some("doc:ack") => {
+                let seq = v["seq"].as_u64().unwrap_or(0);
+                let version = v["version"].as_u64().unwrap_or(0);
+                if self.inflight.as_ref().is_some_and(|(s, _)| *s == seq) {
+                    self.inflight = None;
+                    self.version = self.version.max(version);
+                }
+                Ok(Heard::Ack { seq, version })
+            }
+            Some("doc:operation") => {
+                let version = v["version"].as_u64().unwrap_or(0);
+                self.apply_remote(version, ops_from(&v["ops"])?)?;
+                Ok(Heard::Change { version })
+            }
+            Some("cursor:update") => {
+                Ok(Heard::Cursors(v["cursors"].as_array().map_or(0, Vec::len)))
+            }
+            Some("error") => Err(format!("server error: {v}")),
+            _ => Ok(Heard::Other),
+        }
+    }
+
+    fn apply_remote(&mut self, version: u64, ops: Vec<Op>) -> Result<(), String> {
+        if version != self.version + 1 {
+            return Err(format!(
+                "{}: change {version} after {}",
+                self.client, self.version
+            ));
+        }
+        let mut theirs = ops;
+        if let Some((seq, mine)) = self.inflight.take() {
+            let (mine, t) = transform_lists(mine, theirs, true);
+            self.inflight = Some((seq, mine));
+            theirs = t;
+        }
+        let (pending, t) = transform_lists(std::mem::take(&mut self.pending), theirs, true);
+        self.pending = pending;
+        for op in &t {
+            op.apply(&mut self.text)
+                .map_err(|e| format!("{}: {e}", self.client))?;
+        }
+        self.version = version;
+        Ok(())
+    }
+
+    pub fn settled(&self) -> bool {
+        self.inflight.is_none() && self.pending.is_empty()
+    }
+}
+
+fn ops_json(ops: &[Op]) -> Value {
+    Value::Array(
+        ops.iter()
+            .map(|op| match op {
+                Op::Insert { pos, text, .. } => {
+                    json!({"operation": "insert", "position": pos, "content": &**text})
+                }
+                Op::Delete { pos, len } => {
+                    json!({"operation": "delete", "position": pos, "length": len})
+                }
+            })
+            .collect(),
+    )
+}
+
+fn ops_from(v: &Value) -> Result<Vec<Op>, String> {
+    let list = v.as_array().ok_or("ops: not an array")?;
+    list.iter()
+        .map(|o| {
+            let pos = o["position"].as_u64().ok_or("op without a position")? as usize;
+            match o["operation"].as_str() {
+                Some("insert") => Ok(Op::insert(pos, o["content"].as_str().unwrap_or(""))),
+                Some("delete") => Ok(Op::delete(pos, o["length"].as_u64().unwrap_or(0) as usize)),
+                _ => Err("op of unknown kind".to_string()),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_editor_rebases_its_buffer_on_a_remote_change() {
+        let mut e = Editor::new("d", "c1".into(), 7);
+        e.on_frame(&json!({"type": "doc:state", "content": "abc", "version": 3}))
+            .unwrap();
+        for _ in 0..3 {
+            e.edit();
+        }
+        let (seq, _) = e.flush().unwrap();
+        e.edit();
+        let remote = json!({"type": "doc:operation", "version": 4,
+            "ops": [{"operation": "insert", "position": 0, "content": "Z"}]});
+        assert_eq!(e.on_frame(&remote).unwrap(), Heard::Change { version: 4 });
+        assert!(e.text.to_string().starts_with('Z') || e.text.to_string().contains('Z'));
+        let ack = json!({"type": "doc:ack", "version": 5, "seq": seq});
+        assert_eq!(e.on_frame(&ack).unwrap(), Heard::Ack { seq, version: 5 });
+        assert_eq!(e.version, 5);
+        assert!(e.flush().is_some(), "the buffer goes next");
+        let gap = json!({"type": "doc:operation", "version": 9, "ops": []});
+        assert!(e.on_frame(&gap).is_err(), "a gap is a failure, not ignored");
+    }
+}

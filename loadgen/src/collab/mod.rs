@@ -1,0 +1,313 @@
+//! `collab`: D documents × E editors, each typing at `rate` changes per second with the client
+//! discipline (`editor`), plus cursor moves at `cursor_hz`. Measures op latency (a change
+//! submitted until every other editor has it), ack latency, cursor latency and cursor
+//! conflation, then checks that every editor's text equals the server's `doc:state`.
+//!
+//! Invariant: a run that ends with any editor's text or version different from the server's
+//! reports each divergence and fails; figures count only changes submitted after the warm-up.
+//!
+//! One thread drives every editor over non-blocking sockets with epoll: the documents' editors
+//! share the process, so an op's arrival at all of them is observed on one clock.
+
+mod editor;
+mod tracker;
+
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+pub use editor::{Editor, Heard};
+use tracker::Tracker;
+
+use crate::clock::now_ns;
+
+/// How long setup waits for a connection's `doc:state`.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct CollabConfig {
+    /// `ws://host:port/ws`.
+    pub url: String,
+    pub docs: usize,
+    /// Editors per document.
+    pub editors: usize,
+    /// Changes per second per editor.
+    pub rate: f64,
+    /// Cursor moves per second per editor (0: none).
+    pub cursor_hz: f64,
+    pub warmup: f64,
+    pub duration: f64,
+    pub drain: f64,
+    pub doc_prefix: String,
+}
+
+#[derive(Debug)]
+pub struct CollabReport {
+    pub op_latency_us: Histogram<u64>,
+    pub ack_latency_us: Histogram<u64>,
+    pub cursor_latency_us: Histogram<u64>,
+    pub changes_sent: u64,
+    pub changes_heard: u64,
+    pub cursor_moves: u64,
+    pub cursor_entries: u64,
+    pub cursor_frames: u64,
+    pub measured_secs: f64,
+    pub divergences: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+struct Seat {
+    ws: Ws,
+    editor: Editor,
+    doc: usize,
+    next_edit: u64,
+    next_cursor: u64,
+    dirty: bool,
+}
+
+/// Runs the scenario; the report says whether it converged.
+pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
+    let mut seats = setup(cfg)?;
+    let epoll = Epoll::new(&seats)?;
+    let start = now_ns();
+    let secs = |s: f64| (s * 1e9) as u64;
+    let (measure_from, stop_edits) = (
+        start + secs(cfg.warmup),
+        start + secs(cfg.warmup + cfg.duration),
+    );
+    let edit_every = secs(1.0 / cfg.rate.max(1e-9));
+    let cursor_every = (cfg.cursor_hz > 0.0).then(|| secs(1.0 / cfg.cursor_hz));
+    let n = seats.len() as u64;
+    for (i, s) in seats.iter_mut().enumerate() {
+        s.next_edit = start + edit_every * i as u64 / n.max(1);
+        s.next_cursor = start + cursor_every.unwrap_or(0) * i as u64 / n.max(1);
+    }
+    let mut t = Tracker::new(cfg.docs, cfg.editors, measure_from);
+    let drain_until = stop_edits + secs(cfg.drain);
+    loop {
+        let now = now_ns();
+        let editing = now < stop_edits;
+        for (i, s) in seats.iter_mut().enumerate() {
+            if editing && now >= s.next_edit {
+                s.editor.edit();
+                s.next_edit += edit_every;
+                submit(s, i, &mut t, now);
+            }
+            if let (true, Some(every)) = (editing, cursor_every) {
+                if now >= s.next_cursor {
+                    s.next_cursor += every;
+                    let x = now as f64 / 1e6;
+                    let mv = json!({"type": "cursor:move", "doc": s.editor.doc, "x": x, "y": i});
+                    send(s, mv.to_string());
+                    t.cursor_moves += 1;
+                }
+            }
+            if s.dirty {
+                s.dirty = matches!(s.ws.flush(), Err(tungstenite::Error::Io(_)));
+            }
+        }
+        let settled = seats.iter().all(|s| s.editor.settled()) && t.quiet();
+        if !editing && (settled || now >= drain_until) {
+            break;
+        }
+        epoll.wait(Duration::from_millis(1), |i| read(&mut seats[i], i, &mut t))?;
+    }
+    let measured = (stop_edits - measure_from) as f64 / 1e9;
+    Ok(t.finish(measured, converged(cfg, &seats)))
+}
+
+fn submit(s: &mut Seat, i: usize, t: &mut Tracker, now: u64) {
+    if let Some((seq, msg)) = s.editor.flush() {
+        t.submitted(i, seq, now);
+        send(s, msg);
+    }
+}
+
+fn send(s: &mut Seat, text: String) {
+    match s.ws.send(Message::text(text)) {
+        Ok(()) => {}
+        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            s.dirty = true
+        }
+        Err(e) => panic!("editor socket failed: {e}"),
+    }
+}
+
+/// Reads what seat `i`'s socket holds.
+fn read(s: &mut Seat, i: usize, t: &mut Tracker) -> Result<(), String> {
+    loop {
+        match s.ws.read() {
+            Ok(Message::Text(text)) => {
+                let now = now_ns();
+                let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                match s.editor.on_frame(&v) {
+                    Ok(heard) => {
+                        let ack = matches!(heard, Heard::Ack { .. });
+                        t.heard(s.doc, i, &heard, &v, now);
+                        if ack {
+                            submit(s, i, t, now);
+                        }
+                    }
+                    Err(e) => t.errors.push(e),
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Ok(())
+            }
+            Err(e) => return Err(format!("editor {i}: {e}")),
+        }
+    }
+}
+
+fn connect(cfg: &CollabConfig, doc: &str) -> Result<(Ws, Value), String> {
+    let (mut ws, _) = tungstenite::connect(&cfg.url).map_err(|e| format!("{}: {e}", cfg.url))?;
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(JOIN_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+    } else {
+        return Err("collab drives plain ws:// only".into());
+    }
+    ws.send(Message::text(
+        json!({"type": "doc:join", "doc": doc}).to_string(),
+    ))
+    .map_err(|e| e.to_string())?;
+    loop {
+        let m = ws.read().map_err(|e| format!("joining {doc}: {e}"))?;
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+            if v["type"] == "doc:state" {
+                return Ok((ws, v));
+            }
+            if v["type"] == "error" {
+                return Err(format!("joining {doc}: {v}"));
+            }
+        }
+    }
+}
+
+fn setup(cfg: &CollabConfig) -> Result<Vec<Seat>, String> {
+    let mut seats = Vec::with_capacity(cfg.docs * cfg.editors);
+    for d in 0..cfg.docs {
+        let doc = format!("{}-{d}", cfg.doc_prefix);
+        for e in 0..cfg.editors {
+            let (ws, state) = connect(cfg, &doc)?;
+            let client = format!("lg-{d}-{e}-{}", now_ns());
+            let mut editor = Editor::new(&doc, client, (d * 7919 + e * 104_729 + 1) as u64);
+            editor.on_frame(&state)?;
+            if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+                s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            }
+            seats.push(Seat {
+                ws,
+                editor,
+                doc: d,
+                next_edit: 0,
+                next_cursor: 0,
+                dirty: false,
+            });
+        }
+    }
+    Ok(seats)
+}
+
+/// Each document's text from a fresh connection, against every editor's.
+fn converged(cfg: &CollabConfig, seats: &[Seat]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in 0..cfg.docs {
+        let doc = format!("{}-{d}", cfg.doc_prefix);
+        let (text, version) = match connect(cfg, &doc) {
+            Ok((_, v)) => (
+                v["content"].as_str().unwrap_or("").to_string(),
+                v["version"].as_u64(),
+            ),
+            Err(e) => {
+                out.push(e);
+                continue;
+            }
+        };
+        for s in seats.iter().filter(|s| s.doc == d) {
+            let mine = s.editor.text.to_string();
+            if mine != text || Some(s.editor.version) != version || !s.editor.settled() {
+                out.push(format!(
+                    "{}: {} chars at v{} (settled {}), server {} chars at v{:?}",
+                    s.editor.client,
+                    mine.chars().count(),
+                    s.editor.version,
+                    s.editor.settled(),
+                    text.chars().count(),
+                    version
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// epoll over the seats' sockets (readable), by seat index.
+struct Epoll(std::os::fd::OwnedFd);
+
+impl Epoll {
+    fn new(seats: &[Seat]) -> Result<Epoll, String> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        // SAFETY: fd is a fresh descriptor owned by nothing else.
+        let ep = Epoll(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        for (i, s) in seats.iter().enumerate() {
+            let MaybeTlsStream::Plain(sock) = s.ws.get_ref() else {
+                return Err("plain sockets only".into());
+            };
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: i as u64,
+            };
+            // SAFETY: both descriptors are open; ev lives for the call.
+            let rc = unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, sock.as_raw_fd(), &mut ev) };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error().to_string());
+            }
+        }
+        Ok(ep)
+    }
+
+    fn wait(
+        &self,
+        timeout: Duration,
+        mut on: impl FnMut(usize) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
+        // SAFETY: the buffer holds 256 events.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                256,
+                timeout.as_millis() as i32,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e.to_string())
+            };
+        }
+        for ev in &events[..n as usize] {
+            on(ev.u64 as usize)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! The collab run's figures: when each change was submitted, when every other editor had it,
+//! acks, and cursor latencies.
+//!
+//! Invariant: a change's op latency is recorded once, when its last other editor has it and
+//! its submit time is known (from the author's ack, which may come before or after).
+
+use std::collections::HashMap;
+
+use hdrhistogram::Histogram;
+use serde_json::Value;
+
+use super::editor::Heard;
+use super::CollabReport;
+
+#[derive(Default)]
+struct Track {
+    submitted: Option<u64>,
+    heard: u32,
+    last: u64,
+}
+
+pub struct Tracker {
+    editors: usize,
+    measure_from: u64,
+    /// (editor, seq) -> submit time.
+    sent: HashMap<(usize, u64), u64>,
+    /// (doc, version) -> arrivals so far.
+    tracks: HashMap<(usize, u64), Track>,
+    op: Histogram<u64>,
+    ack: Histogram<u64>,
+    cursor: Histogram<u64>,
+    pub changes_sent: u64,
+    changes_heard: u64,
+    pub cursor_moves: u64,
+    cursor_entries: u64,
+    cursor_frames: u64,
+    pub errors: Vec<String>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+impl Tracker {
+    pub fn new(_docs: usize, editors: usize, measure_from: u64) -> Tracker {
+        Tracker {
+            editors,
+            measure_from,
+            sent: HashMap::new(),
+            tracks: HashMap::new(),
+            op: histogram(),
+            ack: histogram(),
+            cursor: histogram(),
+            changes_sent: 0,
+            changes_heard: 0,
+            cursor_moves: 0,
+            cursor_entries: 0,
+            cursor_frames: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn submitted(&mut self, editor: usize, seq: u64, now: u64) {
+        self.sent.insert((editor, seq), now);
+        self.changes_sent += 1;
+    }
+
+    pub fn heard(&mut self, doc: usize, editor: usize, heard: &Heard, v: &Value, now: u64) {
+        match *heard {
+            Heard::Ack { seq, version } => {
+                let Some(t0) = self.sent.remove(&(editor, seq)) else {
+                    return;
+                };
+                if t0 >= self.measure_from {
+                    self.ack.saturating_record((now - t0) / 1000);
+                }
+                self.tracks.entry((doc, version)).or_default().submitted = Some(t0);
+                self.complete(doc, version);
+            }
+            Heard::Change { version } => {
+                self.changes_heard += 1;
+                let t = self.tracks.entry((doc, version)).or_default();
+                t.heard += 1;
+                t.last = now;
+                self.complete(doc, version);
+            }
+            Heard::Cursors(n) => {
+                self.cursor_frames += 1;
+                self.cursor_entries += n as u64;
+                let now_ms = now as f64 / 1e6;
+                for c in v["cursors"].as_array().into_iter().flatten() {
+                    if c["y"].as_u64() == Some(editor as u64) {
+                        continue; // our own
+                    }
+                    if let Some(x) = c["x"].as_f64() {
+                        if (x * 1e6) as u64 >= self.measure_from {
+                            self.cursor
+                                .saturating_record(((now_ms - x) * 1000.0).max(1.0) as u64);
+                        }
+                    }
+                }
+            }
+            Heard::Other => {}
+        }
+    }
+
+    fn complete(&mut self, doc: usize, version: u64) {
+        let others = self.editors.saturating_sub(1) as u32;
+        let Some(t) = self.tracks.get(&(doc, version)) else {
+            return;
+        };
+        if t.heard < others {
+            return;
+        }
+        if let Some(t0) = t.submitted {
+            if t0 >= self.measure_from {
+                let last = if others == 0 { t0 } else { t.last };
+                self.op.saturating_record(last.saturating_sub(t0) / 1000);
+            }
+            self.tracks.remove(&(doc, version));
+        }
+    }
+
+    /// Nothing is waiting to be heard.
+    pub fn quiet(&self) -> bool {
+        self.sent.is_empty() && self.tracks.is_empty()
+    }
+
+    pub fn finish(self, measured_secs: f64, divergences: Vec<String>) -> CollabReport {
+        CollabReport {
+            op_latency_us: self.op,
+            ack_latency_us: self.ack,
+            cursor_latency_us: self.cursor,
+            changes_sent: self.changes_sent,
+            changes_heard: self.changes_heard,
+            cursor_moves: self.cursor_moves,
+            cursor_entries: self.cursor_entries,
+            cursor_frames: self.cursor_frames,
+            measured_secs,
+            divergences,
+            errors: self.errors,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! `loadgen collab` against a real 2-shard corecast: editors typing at once on several
+//! documents (owners on both shards) converge on the server's text, and the figures count
+//! what happened.
+
+use loadgen::collab::{run, CollabConfig};
+
+#[test]
+fn editors_typing_at_once_converge_and_are_measured() {
+    let srv = corecast::Server::start(corecast::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        pin: false,
+        rate_limit: "off".into(),
+        request_rate: "off".into(),
+        user_request_rate: "off".into(),
+        ip_request_rate: "off".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let cfg = CollabConfig {
+        url: format!("ws://{}/ws", srv.local_addr()),
+        docs: 4,
+        editors: 5,
+        rate: 20.0,
+        cursor_hz: 10.0,
+        warmup: 0.3,
+        duration: 1.5,
+        drain: 10.0,
+        doc_prefix: "t".into(),
+    };
+    let r = run(&cfg).unwrap();
+    assert!(r.divergences.is_empty(), "{:?}", r.divergences);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.changes_sent > 100, "{}", r.changes_sent);
+    assert!(!r.op_latency_us.is_empty() && !r.ack_latency_us.is_empty());
+    assert!(r.cursor_frames > 0 && r.cursor_moves > 0);
+    srv.shutdown().unwrap();
+}
