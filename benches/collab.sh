@@ -5,6 +5,10 @@
 # converged on the server's text, and the server's CPU seconds (utime+stime) over the run.
 #
 #   benches/collab.sh [duration_s] [repeats] [shape...]      shape: DOCSxEDITORSxRATE[xHZ]
+#
+# SERVERS="corecast sharedb" runs each shape against both, alternating, on the same core
+# (sharedb: benches/peers/sharedb-server.js, ShareDB with ot-text-unicode in memory; needs
+# `npm ci --prefix benches/peers`; no cursors there, so its runs use 0 Hz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -17,18 +21,31 @@ port=38$(( RANDOM % 90 + 10 ))
 ticks=$(getconf CLK_TCK)
 cpu_secs() { awk -v t="$ticks" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
 
-printf "%-12s %-3s %9s %8s %8s %8s %8s %8s %8s %9s %6s %8s\n" shape run changes/s op_p50 op_p99 \
-  op_p999 ack_p99 cur_p50 cur_p99 converged errs srv_cpu_s
-for r in $(seq 1 "$repeats"); do
-  for shape in "${shapes[@]}"; do
-    IFS=x read -r docs editors rate hz <<< "$shape"
+servers=(${SERVERS:-corecast})
+start_server() {
+  if [ "$1" = sharedb ]; then
+    PORT=$port taskset -c 0 node benches/peers/sharedb-server.js > /dev/null &
+    url=ws://127.0.0.1:$port/
+  else
     taskset -c 0 ./target/release/corecast --shards 1 --pin false --rate-limit off \
       --request-rate off --user-request-rate off --ip-request-rate off \
       --addr 127.0.0.1:$port --log warn &
-    srv=$!
-    sleep 0.5
+    url=ws://127.0.0.1:$port/ws
+  fi
+  srv=$!
+  sleep 0.7
+}
+
+printf "%-9s %-12s %-3s %9s %8s %8s %8s %8s %8s %8s %9s %6s %8s\n" server shape run changes/s op_p50 op_p99 \
+  op_p999 ack_p99 cur_p50 cur_p99 converged errs srv_cpu_s
+for r in $(seq 1 "$repeats"); do
+  for shape in "${shapes[@]}"; do
+  for server in "${servers[@]}"; do
+    IFS=x read -r docs editors rate hz <<< "$shape"
+    [ "$server" = sharedb ] && hz=0
+    start_server "$server"
     before=$(cpu_secs $srv)
-    json=$(taskset -c 1 ./target/release/loadgen collab --url ws://127.0.0.1:$port/ws \
+    json=$(taskset -c 1 ./target/release/loadgen collab --url "$url" --protocol "$server" \
       --docs "$docs" --editors "$editors" --rate "$rate" --cursor-hz "${hz:-0}" \
       --duration "$duration" --warmup 1 --drain 5 --json --doc-prefix "b$r" || true)
     after=$(cpu_secs $srv)
@@ -37,11 +54,12 @@ for r in $(seq 1 "$repeats"); do
 import json,sys
 r=json.load(sys.stdin); o=r['op_ms']; c=r['cursor_ms']
 cps=r['changes_sent']/(r['measured_secs']+1)
-print('%-12s %-3s %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9s %6d %8.2f' % ('$shape', $r, cps,
+print('%-9s %-12s %-3s %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9s %6d %8.2f' % ('$server', '$shape', $r, cps,
   o['p50'], o['p99'], o['p999'], r['ack_ms']['p99'], c['p50'], c['p99'],
-  'yes' if not r['divergences'] else 'NO (%d)' % len(r['divergences']), len(r['errors']),
+  'NO (%d)' % len(r['divergences']) if r['divergences'] else ('behind (%d)' % r['unsettled'] if r['unsettled'] else 'yes'), len(r['errors']),
   $after-$before))
-"
+" || echo "$server $shape $r: no result"
     sleep 0.3
+  done
   done
 done

@@ -91,6 +91,17 @@ struct CollabArgs {
     /// Fail (exit 1) when p99 op latency exceeds this many ms.
     #[arg(long)]
     max_p99_ms: Option<f64>,
+    /// The server's protocol: corecast's doc:*, or ShareDB's (ot-text-unicode, collection
+    /// `docs`; no cursors).
+    #[arg(long, value_enum, default_value_t = CollabProtocol::Corecast)]
+    protocol: CollabProtocol,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CollabProtocol {
+    Corecast,
+    #[value(name = "sharedb")]
+    ShareDb,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -361,6 +372,14 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
         "--docs and --editors must be at least 1"
     );
     loadgen::check_fd_limit(a.docs * (a.editors + 1))?;
+    let proto = match a.protocol {
+        CollabProtocol::Corecast => loadgen::collab::Proto::Corecast,
+        CollabProtocol::ShareDb => loadgen::collab::Proto::ShareDb,
+    };
+    anyhow::ensure!(
+        proto == loadgen::collab::Proto::Corecast || a.cursor_hz == 0.0,
+        "--protocol sharedb has no cursors: pass --cursor-hz 0"
+    );
     let cfg = loadgen::collab::CollabConfig {
         url: a.url.clone(),
         docs: a.docs,
@@ -371,11 +390,12 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
         duration: a.duration,
         drain: a.drain,
         doc_prefix: a.doc_prefix.clone(),
+        proto,
     };
     let r = loadgen::collab::run(&cfg).map_err(|e| anyhow::anyhow!(e))?;
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let summary = serde_json::json!({
-        "scenario": "collab", "docs": a.docs, "editors": a.editors, "rate": a.rate,
+        "scenario": "collab", "protocol": format!("{:?}", a.protocol).to_lowercase(), "docs": a.docs, "editors": a.editors, "rate": a.rate,
         "cursor_hz": a.cursor_hz, "measured_secs": r.measured_secs,
         "changes_sent": r.changes_sent, "changes_heard": r.changes_heard,
         "changes_per_sec": r.changes_sent as f64 / (r.measured_secs + a.warmup).max(1e-9),
@@ -388,7 +408,7 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
             "p999": ms(&r.cursor_latency_us, 0.999)},
         "cursor_moves": r.cursor_moves, "cursor_frames": r.cursor_frames,
         "cursor_entries": r.cursor_entries,
-        "divergences": r.divergences, "errors": r.errors,
+        "divergences": r.divergences, "unsettled": r.unsettled.len(), "errors": r.errors,
     });
     if a.json {
         println!("{summary}");
@@ -403,5 +423,11 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
             r.divergences.len()
         );
     }
-    Ok(r.divergences.is_empty() && r.errors.is_empty() && fast)
+    if !r.unsettled.is_empty() {
+        eprintln!(
+            "loadgen: {} editors still waited for an ack after the drain (the server fell behind)",
+            r.unsettled.len()
+        );
+    }
+    Ok(r.divergences.is_empty() && r.unsettled.is_empty() && r.errors.is_empty() && fast)
 }

@@ -2,7 +2,7 @@
 //! documents (owners on both shards) converge on the server's text, and the figures count
 //! what happened.
 
-use loadgen::collab::{run, CollabConfig};
+use loadgen::collab::{run, CollabConfig, Proto};
 
 #[test]
 fn editors_typing_at_once_converge_and_are_measured() {
@@ -27,9 +27,11 @@ fn editors_typing_at_once_converge_and_are_measured() {
         duration: 1.5,
         drain: 10.0,
         doc_prefix: "t".into(),
+        proto: Proto::Corecast,
     };
     let r = run(&cfg).unwrap();
     assert!(r.divergences.is_empty(), "{:?}", r.divergences);
+    assert!(r.unsettled.is_empty(), "{:?}", r.unsettled);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.changes_sent > 100, "{}", r.changes_sent);
     assert!(!r.op_latency_us.is_empty() && !r.ack_latency_us.is_empty());

@@ -10,7 +10,21 @@ use corecast::features::docs::operation::{transform_lists, Op};
 use ropey::Rope;
 use serde_json::{json, Value};
 
+/// The protocol an editor speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// corecast's `doc:*`: a change carries every buffered op; the op applied first keeps its
+    /// insert left on a tie.
+    Corecast,
+    /// ShareDB with `ot-text-unicode`: one op per change (its components from one positional
+    /// op); a submitted op keeps its insert left of those it is transformed against.
+    ShareDb,
+}
+
 pub struct Editor {
+    pub proto: Proto,
+    /// ShareDB's id for this connection (`src` of its ops).
+    pub agent: String,
     pub doc: String,
     pub client: String,
     pub text: Rope,
@@ -41,6 +55,8 @@ pub enum Heard {
 impl Editor {
     pub fn new(doc: &str, client: String, seed: u64) -> Editor {
         Editor {
+            proto: Proto::Corecast,
+            agent: String::new(),
             doc: doc.into(),
             client,
             text: Rope::new(),
@@ -74,12 +90,19 @@ impl Editor {
         self.pending.push(op);
     }
 
-    /// The next `doc:change` to send, when none is in flight.
+    /// The next change to send, when none is in flight.
     pub fn flush(&mut self) -> Option<(u64, String)> {
         if self.inflight.is_some() || self.pending.is_empty() {
             return None;
         }
         self.seq += 1;
+        if self.proto == Proto::ShareDb {
+            let op = self.pending.remove(0);
+            let msg = json!({"a": "op", "c": "docs", "d": self.doc, "v": self.version,
+                "seq": self.seq, "op": components(&op)});
+            self.inflight = Some((self.seq, vec![op]));
+            return Some((self.seq, msg.to_string()));
+        }
         let ops = std::mem::take(&mut self.pending);
         let msg = json!({"type": "doc:change", "doc": self.doc, "version": self.version,
             "ops": ops_json(&ops), "client": self.client, "seq": self.seq});
@@ -89,6 +112,9 @@ impl Editor {
 
     /// A frame from the server.
     pub fn on_frame(&mut self, v: &Value) -> Result<Heard, String> {
+        if self.proto == Proto::ShareDb {
+            return self.on_sharedb(v);
+        }
         match v["type"].as_str() {
             Some("doc:state") => {
                 self.text = Rope::from_str(v["content"].as_str().unwrap_or(""));
@@ -117,6 +143,42 @@ impl Editor {
         }
     }
 
+    /// A ShareDB message: the subscription's snapshot, our op's ack (our `src` and `seq`, no
+    /// `op`), another's op at version `v` (duplicates from the stream are skipped).
+    fn on_sharedb(&mut self, v: &Value) -> Result<Heard, String> {
+        if v.get("error").is_some() {
+            return Err(format!("sharedb error: {v}"));
+        }
+        match v["a"].as_str() {
+            Some("s") | Some("f") => {
+                let data = &v["data"];
+                self.text = Rope::from_str(data["data"].as_str().unwrap_or(""));
+                self.version = data["v"].as_u64().unwrap_or(0);
+                Ok(Heard::Other)
+            }
+            Some("op") => {
+                let at = v["v"].as_u64().ok_or("op without v")?;
+                let mine = v["src"].as_str() == Some(&self.agent);
+                let seq = v["seq"].as_u64().unwrap_or(0);
+                if mine && self.inflight.as_ref().is_some_and(|(s, _)| *s == seq) {
+                    self.inflight = None;
+                    self.version = at + 1;
+                    return Ok(Heard::Ack {
+                        seq,
+                        version: at + 1,
+                    });
+                }
+                if mine || at < self.version {
+                    return Ok(Heard::Other);
+                }
+                let ops = from_components(&v["op"])?;
+                self.apply_remote(at + 1, ops)?;
+                Ok(Heard::Change { version: at + 1 })
+            }
+            _ => Ok(Heard::Other),
+        }
+    }
+
     fn apply_remote(&mut self, version: u64, ops: Vec<Op>) -> Result<(), String> {
         if version != self.version + 1 {
             return Err(format!(
@@ -124,13 +186,17 @@ impl Editor {
                 self.client, self.version
             ));
         }
+        // corecast: the change applied first (theirs) keeps its insert left on a tie; ShareDB
+        // transforms a submitted op with side "left": ours keeps it.
+        let theirs_first = self.proto == Proto::Corecast;
         let mut theirs = ops;
         if let Some((seq, mine)) = self.inflight.take() {
-            let (mine, t) = transform_lists(mine, theirs, true);
+            let (mine, t) = transform_lists(mine, theirs, theirs_first);
             self.inflight = Some((seq, mine));
             theirs = t;
         }
-        let (pending, t) = transform_lists(std::mem::take(&mut self.pending), theirs, true);
+        let pending = std::mem::take(&mut self.pending);
+        let (pending, t) = transform_lists(pending, theirs, theirs_first);
         self.pending = pending;
         for op in &t {
             op.apply(&mut self.text)
@@ -158,6 +224,43 @@ fn ops_json(ops: &[Op]) -> Value {
             })
             .collect(),
     )
+}
+
+/// An `ot-text-unicode` op of one positional op: skip, then insert or delete.
+fn components(op: &Op) -> Value {
+    let (pos, last) = match op {
+        Op::Insert { pos, text, .. } => (*pos, json!(&**text)),
+        Op::Delete { pos, len } => (*pos, json!({"d": len})),
+    };
+    if pos == 0 {
+        json!([last])
+    } else {
+        json!([pos, last])
+    }
+}
+
+/// Positional ops of an `ot-text-unicode` op (skips, inserts, deletes by count or text).
+fn from_components(v: &Value) -> Result<Vec<Op>, String> {
+    let mut pos = 0usize;
+    let mut out = Vec::new();
+    for c in v.as_array().ok_or("op: not an array")? {
+        if let Some(n) = c.as_u64() {
+            pos += n as usize;
+        } else if let Some(s) = c.as_str() {
+            let op = Op::insert(pos, s);
+            pos += op.chars();
+            out.push(op);
+        } else if let Some(d) = c.get("d") {
+            let len = d
+                .as_u64()
+                .map(|n| n as usize)
+                .or_else(|| d.as_str().map(|s| s.chars().count()));
+            out.push(Op::delete(pos, len.ok_or("delete of unknown length")?));
+        } else {
+            return Err(format!("unknown component {c}"));
+        }
+    }
+    Ok(out)
 }
 
 fn ops_from(v: &Value) -> Result<Vec<Op>, String> {

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-pub use editor::{Editor, Heard};
+pub use editor::{Editor, Heard, Proto};
 use tracker::Tracker;
 
 use crate::clock::now_ns;
@@ -44,6 +44,7 @@ pub struct CollabConfig {
     pub duration: f64,
     pub drain: f64,
     pub doc_prefix: String,
+    pub proto: Proto,
 }
 
 #[derive(Debug)]
@@ -58,6 +59,9 @@ pub struct CollabReport {
     pub cursor_frames: u64,
     pub measured_secs: f64,
     pub divergences: Vec<String>,
+    /// Editors with a change still unacknowledged when the drain ended (the server fell
+    /// behind): not a divergence, but the run fails too.
+    pub unsettled: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -167,7 +171,9 @@ fn read(s: &mut Seat, i: usize, t: &mut Tracker) -> Result<(), String> {
     }
 }
 
-fn connect(cfg: &CollabConfig, doc: &str) -> Result<(Ws, Value), String> {
+/// A connection that has joined `doc`: its socket and the document's state message (for
+/// ShareDB also the connection's agent id).
+fn connect(cfg: &CollabConfig, doc: &str) -> Result<(Ws, Value, String), String> {
     let (mut ws, _) = tungstenite::connect(&cfg.url).map_err(|e| format!("{}: {e}", cfg.url))?;
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(JOIN_TIMEOUT))
@@ -176,18 +182,33 @@ fn connect(cfg: &CollabConfig, doc: &str) -> Result<(Ws, Value), String> {
     } else {
         return Err("collab drives plain ws:// only".into());
     }
-    ws.send(Message::text(
-        json!({"type": "doc:join", "doc": doc}).to_string(),
-    ))
-    .map_err(|e| e.to_string())?;
+    let send = |ws: &mut Ws, v: Value| {
+        ws.send(Message::text(v.to_string()))
+            .map_err(|e| e.to_string())
+    };
+    if cfg.proto == Proto::ShareDb {
+        send(&mut ws, json!({"a": "hs", "id": null}))?;
+        let hs = wait_for(&mut ws, doc, |v| v["a"] == "hs")?;
+        let agent = hs["id"].as_str().unwrap_or("").to_string();
+        send(&mut ws, json!({"a": "s", "c": "docs", "d": doc}))?;
+        let state = wait_for(&mut ws, doc, |v| v["a"] == "s")?;
+        return Ok((ws, state, agent));
+    }
+    send(&mut ws, json!({"type": "doc:join", "doc": doc}))?;
+    let state = wait_for(&mut ws, doc, |v| v["type"] == "doc:state")?;
+    Ok((ws, state, String::new()))
+}
+
+/// Reads until a message `want` accepts; an error message fails.
+fn wait_for(ws: &mut Ws, doc: &str, want: impl Fn(&Value) -> bool) -> Result<Value, String> {
     loop {
         let m = ws.read().map_err(|e| format!("joining {doc}: {e}"))?;
         if let Message::Text(t) = m {
             let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
-            if v["type"] == "doc:state" {
-                return Ok((ws, v));
+            if want(&v) {
+                return Ok(v);
             }
-            if v["type"] == "error" {
+            if v["type"] == "error" || v.get("error").is_some() {
                 return Err(format!("joining {doc}: {v}"));
             }
         }
@@ -199,9 +220,11 @@ fn setup(cfg: &CollabConfig) -> Result<Vec<Seat>, String> {
     for d in 0..cfg.docs {
         let doc = format!("{}-{d}", cfg.doc_prefix);
         for e in 0..cfg.editors {
-            let (ws, state) = connect(cfg, &doc)?;
+            let (ws, state, agent) = connect(cfg, &doc)?;
             let client = format!("lg-{d}-{e}-{}", now_ns());
             let mut editor = Editor::new(&doc, client, (d * 7919 + e * 104_729 + 1) as u64);
+            editor.proto = cfg.proto;
+            editor.agent = agent;
             editor.on_frame(&state)?;
             if let MaybeTlsStream::Plain(s) = ws.get_ref() {
                 s.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -219,13 +242,22 @@ fn setup(cfg: &CollabConfig) -> Result<Vec<Seat>, String> {
     Ok(seats)
 }
 
-/// Each document's text from a fresh connection, against every editor's.
-fn converged(cfg: &CollabConfig, seats: &[Seat]) -> Vec<String> {
+/// Each document's text from a fresh connection, against every settled editor's: the
+/// divergences, and the editors whose changes were still unacknowledged.
+fn converged(cfg: &CollabConfig, seats: &[Seat]) -> (Vec<String>, Vec<String>) {
     let mut out = Vec::new();
+    let mut unsettled = Vec::new();
     for d in 0..cfg.docs {
         let doc = format!("{}-{d}", cfg.doc_prefix);
         let (text, version) = match connect(cfg, &doc) {
-            Ok((_, v)) => (
+            Ok((_, v, _)) if cfg.proto == Proto::ShareDb => {
+                let data = &v["data"];
+                (
+                    data["data"].as_str().unwrap_or("").to_string(),
+                    data["v"].as_u64(),
+                )
+            }
+            Ok((_, v, _)) => (
                 v["content"].as_str().unwrap_or("").to_string(),
                 v["version"].as_u64(),
             ),
@@ -236,20 +268,22 @@ fn converged(cfg: &CollabConfig, seats: &[Seat]) -> Vec<String> {
         };
         for s in seats.iter().filter(|s| s.doc == d) {
             let mine = s.editor.text.to_string();
-            if mine != text || Some(s.editor.version) != version || !s.editor.settled() {
+            if !s.editor.settled() {
+                // Its last change never came back within the drain: the server fell behind.
+                unsettled.push(s.editor.client.clone());
+            } else if mine != text || Some(s.editor.version) != version {
                 out.push(format!(
-                    "{}: {} chars at v{} (settled {}), server {} chars at v{:?}",
+                    "{}: {} chars at v{}, server {} chars at v{:?}",
                     s.editor.client,
                     mine.chars().count(),
                     s.editor.version,
-                    s.editor.settled(),
                     text.chars().count(),
                     version
                 ));
             }
         }
     }
-    out
+    (out, unsettled)
 }
 
 /// epoll over the seats' sockets (readable), by seat index.

@@ -126,7 +126,11 @@ impl Tracker {
         self.sent.is_empty() && self.tracks.is_empty()
     }
 
-    pub fn finish(self, measured_secs: f64, divergences: Vec<String>) -> CollabReport {
+    pub fn finish(
+        self,
+        measured_secs: f64,
+        (divergences, unsettled): (Vec<String>, Vec<String>),
+    ) -> CollabReport {
         CollabReport {
             op_latency_us: self.op,
             ack_latency_us: self.ack,
@@ -138,6 +142,7 @@ impl Tracker {
             cursor_frames: self.cursor_frames,
             measured_secs,
             divergences,
+            unsettled,
             errors: self.errors,
         }
     }
