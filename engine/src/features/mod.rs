@@ -240,7 +240,7 @@ impl Features {
     /// A message for the owner of its key.
     pub fn on_owned(&mut self, ctx: &mut Ctx<'_>, msg: OwnedMsg) {
         match msg {
-            OwnedMsg::Room(m) => self.chat.on_owned(ctx, m),
+            OwnedMsg::Room(m) => self.chat.on_owned(ctx, &self.shared, m),
             OwnedMsg::User(m) => self.users.on_owned(ctx, m),
             OwnedMsg::Doc(m) => self.docs.on_owned(ctx, m),
             OwnedMsg::Shared(m) => self.shared.on_owned(ctx, m),

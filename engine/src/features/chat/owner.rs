@@ -13,6 +13,7 @@ use crate::features::chat::limits::{
     HISTORY_REPLY_BYTES_MAX, JOIN_RECENT_MESSAGES, MENTIONS_PER_MESSAGE_MAX,
     ROOMS_CREATED_PER_USER_MAX, ROOM_USERS_LISTED_MAX, TYPING_TTL, TYPING_USERS_SHOWN_MAX,
 };
+use crate::features::shared::Shared;
 use crate::features::users::{self, ToUser, UserOp};
 use crate::features::FeatureId;
 use crate::identity::{secrets_equal, User};
@@ -21,9 +22,13 @@ use crate::protocol::event;
 use crate::protocol::message::AppError;
 use crate::server::{ConnRef, Ctx};
 
-/// The users present in a room with their status, as JSON objects (at most
-/// [`ROOM_USERS_LISTED_MAX`]), and how many were left out.
-fn presence_entries(room: &ChatRoom) -> (Vec<Vec<u8>>, usize) {
+/// The users present in a room with their status (and `data`, the presence data `data`
+/// gives for a user id), as JSON objects (at most [`ROOM_USERS_LISTED_MAX`]), and how many
+/// were left out.
+fn presence_entries<'d>(
+    room: &ChatRoom,
+    data: impl Fn(&str) -> Option<&'d [u8]>,
+) -> (Vec<Vec<u8>>, usize) {
     let users: Vec<Vec<u8>> = room
         .users
         .values()
@@ -31,6 +36,12 @@ fn presence_entries(room: &ChatRoom) -> (Vec<Vec<u8>>, usize) {
         .map(|u| {
             let mut entry = Vec::new();
             events::presence_entry(&mut entry, u.user.json(), u.status.as_str(), u.last_seen);
+            if let Some(d) = data(&u.user.id) {
+                entry.pop();
+                entry.extend_from_slice(b",\"data\":");
+                entry.extend_from_slice(d);
+                entry.push(b'}');
+            }
             entry
         })
         .collect();
@@ -45,14 +56,16 @@ fn reply_bytes_max(ctx: &Ctx<'_>) -> usize {
 }
 
 impl Chat {
-    pub fn on_owned(&mut self, ctx: &mut Ctx<'_>, msg: ToRoom) {
+    /// A message for owned room `msg.room`; `shared` answers for presence data.
+    pub fn on_owned(&mut self, ctx: &mut Ctx<'_>, shared: &Shared, msg: ToRoom) {
         let ToRoom { room, op } = msg;
         match op {
             RoomOp::Join(join) => self.owner_join(ctx, room, *join),
             RoomOp::Publish(p) => self.owner_publish(ctx, &room, *p),
             RoomOp::Create(c) => self.owner_create(ctx, room, *c),
             RoomOp::Query(q) => {
-                self.owner_query(ctx, &room, q.conn, q.query, q.reference.as_deref())
+                let data = |user: &str| shared.user_data(&room, user);
+                self.owner_query(ctx, &room, (q.conn, q.query), q.reference.as_deref(), data)
             }
             RoomOp::Read { conn, user, up_to } => self.owner_read(ctx, &room, conn, &user, up_to),
             RoomOp::Typing { conn, user, on } => self.owner_typing(ctx, &room, conn, &user, on),
@@ -137,7 +150,7 @@ impl Chat {
 
     fn joined_frame(&self, ctx: &Ctx<'_>, tk: usize, name: &str) -> Bytes {
         let o = ctx.topic_owner(tk);
-        let (users, more) = presence_entries(self.room(name));
+        let (users, more) = presence_entries(self.room(name), |_| None);
         let recent = o.history.recent(
             JOIN_RECENT_MESSAGES,
             o.batcher.held_len(),
@@ -276,13 +289,13 @@ impl Chat {
         ctx.to_conn(c.conn, frame);
     }
 
-    fn owner_query(
+    fn owner_query<'d>(
         &mut self,
         ctx: &mut Ctx<'_>,
         room: &str,
-        conn: ConnRef,
-        query: RoomQuery,
+        (conn, query): (ConnRef, RoomQuery),
         reference: Option<&[u8]>,
+        data: impl Fn(&str) -> Option<&'d [u8]>,
     ) {
         let Some(tk) = ctx.member_of_owned(room, conn.id) else {
             let err = AppError::NotInRoom { room: room.into() };
@@ -297,7 +310,7 @@ impl Chat {
                 events::history(room, page.map(|b| &b[..]), has_more, reference)
             }
             RoomQuery::Presence => {
-                let (users, more) = presence_entries(self.room(room));
+                let (users, more) = presence_entries(self.room(room), data);
                 events::presence_list(room, users.iter().map(Vec::as_slice), more, reference)
             }
         };

@@ -49,6 +49,18 @@ impl Shared {
         Self::default()
     }
 
+    /// The newest presence data of `user_id`'s connections in owned topic `topic` (for
+    /// `presence:list`).
+    pub fn user_data(&self, topic: &str, user_id: &str) -> Option<&[u8]> {
+        self.topics
+            .get(topic)?
+            .presence
+            .values()
+            .filter(|(user, _, _)| &*user.id == user_id)
+            .max_by_key(|(_, _, at)| *at)
+            .map(|(_, data, _)| &**data)
+    }
+
     pub fn on_client(
         &mut self,
         ctx: &mut Ctx<'_>,

@@ -154,6 +154,19 @@ fn presence_data_reaches_members_and_joiners_and_goes_with_its_connection() {
         of_type(&h.received(c), "presence:data")[0]["data"]["tool"],
         "pen"
     );
+    h.send(
+        b,
+        &json!({"type": "presence:list", "room": room}).to_string(),
+    );
+    h.deliver_all();
+    let list = &of_type(&h.received(b), "presence:list")[0];
+    let alice = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userId"] == "alice")
+        .unwrap();
+    assert_eq!(alice["data"]["tool"], "pen", "{list}");
     h.close(a);
     h.deliver_all();
     let gone = &of_type(&h.received(b), "presence:data")[0];
