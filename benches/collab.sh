@@ -8,7 +8,8 @@
 #
 # SERVERS="corecast sharedb" runs each shape against both, alternating, on the same core
 # (sharedb: benches/peers/sharedb-server.js, ShareDB with ot-text-unicode in memory; needs
-# `npm ci --prefix benches/peers`; no cursors there, so its runs use 0 Hz).
+# `npm ci --prefix benches/peers`; no cursors there, so its runs use 0 Hz). CORECAST_FLAGS adds
+# server flags (e.g. "--write-interval-ms 5").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -29,7 +30,7 @@ start_server() {
   else
     taskset -c 0 ./target/release/corecast --shards 1 --pin false --rate-limit off \
       --request-rate off --user-request-rate off --ip-request-rate off \
-      --addr 127.0.0.1:$port --log warn &
+      --addr 127.0.0.1:$port --log warn ${CORECAST_FLAGS:-} &
     url=ws://127.0.0.1:$port/ws
   fi
   srv=$!
