@@ -161,30 +161,22 @@ impl Document {
         check_shape(&s.ops)?;
         let base = s.base.unwrap_or(self.version);
         let ops = self.transformed(base, s.ops)?;
-        let mut text = self.text.clone();
-        let mut json = self.json_bytes;
-        for (index, op) in ops.iter().enumerate() {
-            let removed = match op {
-                Op::Delete { pos, len } if pos + len <= text.len_chars() => {
-                    text.slice(*pos..pos + len).chars().map(json_len).sum()
-                }
-                _ => 0,
-            };
-            op.apply(&mut text)
-                .map_err(|source| ChangeError::InvalidOp { index, source })?;
-            if let Op::Insert { text: t, .. } = op {
-                json += t.chars().map(json_len).sum::<usize>();
+        check_ranges(&ops, self.text.len_chars())?;
+        let inserted: usize = ops.iter().map(inserted_json).sum();
+        if self.json_bytes + inserted <= self.max_bytes {
+            // It fits even if nothing is deleted, and every op is in range: apply in place,
+            // without the copy a rollback would need.
+            self.json_bytes = apply_all(&mut self.text, &ops, self.json_bytes);
+        } else {
+            let mut text = self.text.clone();
+            let json = apply_all(&mut text, &ops, self.json_bytes);
+            if json > self.max_bytes {
+                let max = self.max_bytes;
+                return Err(ChangeError::DocTooLarge { size: json, max });
             }
-            json -= removed;
+            self.text = text;
+            self.json_bytes = json;
         }
-        if json > self.max_bytes {
-            return Err(ChangeError::DocTooLarge {
-                size: json,
-                max: self.max_bytes,
-            });
-        }
-        self.text = text;
-        self.json_bytes = json;
         self.version += 1;
         let ops: Arc<[Op]> = ops.into();
         let origin = s.client.map(|(c, seq)| (Arc::<str>::from(c), seq));
@@ -266,6 +258,52 @@ impl Document {
             self.kept_bytes -= gone.bytes;
         }
     }
+}
+
+/// Every op of `ops` in range of the text it applies to (`len` code points at first).
+fn check_ranges(ops: &[Op], mut len: usize) -> Result<(), ChangeError> {
+    for (index, op) in ops.iter().enumerate() {
+        match op {
+            Op::Insert { pos, chars, .. } if *pos <= len => len += chars,
+            Op::Delete { pos, len: count } if pos + count <= len => len -= count,
+            _ => {
+                let source = match op {
+                    Op::Insert { pos, .. } => OpError::InsertOutOfRange { pos: *pos, len },
+                    Op::Delete { pos, len: count } => OpError::DeleteOutOfRange {
+                        pos: *pos,
+                        count: *count,
+                        len,
+                    },
+                };
+                return Err(ChangeError::InvalidOp { index, source });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes an op's inserted text takes as JSON string content.
+fn inserted_json(op: &Op) -> usize {
+    match op {
+        Op::Insert { text, .. } => text.chars().map(json_len).sum(),
+        Op::Delete { .. } => 0,
+    }
+}
+
+/// Applies `ops` (checked in range) to `text`; returns the text's new JSON size.
+fn apply_all(text: &mut Rope, ops: &[Op], mut json: usize) -> usize {
+    for op in ops {
+        if let Op::Delete { pos, len } = op {
+            json -= text
+                .slice(*pos..pos + len)
+                .chars()
+                .map(json_len)
+                .sum::<usize>();
+        }
+        op.apply(text).expect("checked in range");
+        json += inserted_json(op);
+    }
+    json
 }
 
 fn check_shape(ops: &[Op]) -> Result<(), ChangeError> {
