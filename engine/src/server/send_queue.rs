@@ -135,7 +135,8 @@ impl SendQueue {
         self.latest.retain(|&(_, at)| at >= popped);
         if let Some(&(_, at)) = self.latest.iter().find(|(s, _)| *s == slot) {
             let index = (at - self.popped) as usize;
-            if !(index == 0 && self.front_started) {
+            let grown = self.bytes - self.frames[index].len() + frame.len();
+            if !(index == 0 && self.front_started) && grown <= self.max {
                 let old = std::mem::replace(&mut self.frames[index], Queued::Own(frame));
                 self.bytes = self.bytes - old.len() + self.frames[index].len();
                 return Ok(true);

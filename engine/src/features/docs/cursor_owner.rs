@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::cursor::Cursor;
 use super::error::DocError;
 use super::events;
+use super::limits::CURSORS_PER_FRAME_MAX;
 use super::msg::ShardMsg;
 use super::{public_name, Docs};
 use crate::identity::User;
@@ -26,7 +27,7 @@ impl Docs {
         name: &str,
         conn: ConnRef,
         user: Arc<User>,
-        mut cursor: Cursor,
+        (mut cursor, version): (Cursor, Option<u64>),
     ) {
         if ctx.member_of_owned(name, conn.id).is_none() {
             let doc = public_name(name).into();
@@ -38,12 +39,14 @@ impl Docs {
             .docs
             .get_mut(name)
             .expect("a member's document is owned");
+        // A caret placed in an older version moves through the changes since (when kept).
+        if let Some(since) = version.and_then(|v| d.doc.changes_since(v)) {
+            since.for_each(|c| cursor.follow(&c.ops));
+        }
         cursor.clamp(d.doc.text().len_chars());
         d.cursors.insert(conn.id, cursor);
         d.editors.entry(conn.id).or_insert(user);
-        if !d.moved.contains(&conn.id) {
-            d.moved.push(conn.id);
-        }
+        d.moved.insert(conn.id);
         if interval.is_zero() || d.cursor_timer {
             if interval.is_zero() {
                 self.send_cursors(ctx, name);
@@ -70,7 +73,8 @@ impl Docs {
         }
     }
 
-    /// One `cursor:update` of the cursors that moved, to every member.
+    /// `cursor:update`s of the cursors that moved, to every member (a frame per
+    /// [`CURSORS_PER_FRAME_MAX`] of them).
     fn send_cursors(&mut self, ctx: &mut Ctx<'_>, name: &str) {
         let Some(tk) = ctx.topic_key(name) else {
             return;
@@ -79,38 +83,46 @@ impl Docs {
             return;
         };
         let moved = std::mem::take(&mut d.moved);
-        let live: Vec<u64> = moved
+        let mut live: Vec<u64> = moved
             .into_iter()
             .filter(|id| d.cursors.contains_key(id))
             .collect();
-        if live.is_empty() {
-            return;
+        live.sort_unstable();
+        let version = d.doc.version();
+        for ids in live.chunks(CURSORS_PER_FRAME_MAX) {
+            let entries = ids.iter().map(|id| (*id, &*d.editors[id], &d.cursors[id]));
+            let frame = events::cursor_update(public_name(name), version, entries);
+            ctx.fanout_latest(tk, frame, slot(name, ids));
         }
-        let entries = live.iter().map(|id| (*id, &*d.editors[id], &d.cursors[id]));
-        let frame = events::cursor_update(public_name(name), entries);
-        ctx.fanout_latest(tk, frame, slot(name, &live));
     }
 
-    /// Every current cursor of `name`, for a member that just joined; None without any.
-    pub(super) fn all_cursors(&self, name: &str) -> Option<bytes::Bytes> {
-        let d = self.docs.get(name)?;
-        if d.cursors.is_empty() {
-            return None;
-        }
-        let entries = d
+    /// Every current cursor of `name`, for a member that just joined (a frame per
+    /// [`CURSORS_PER_FRAME_MAX`]).
+    pub(super) fn all_cursors(&self, name: &str) -> Vec<bytes::Bytes> {
+        let Some(d) = self.docs.get(name) else {
+            return Vec::new();
+        };
+        let ids: Vec<u64> = d
             .cursors
-            .iter()
-            .filter_map(|(id, c)| Some((*id, &**d.editors.get(id)?, c)));
-        Some(events::cursor_update(public_name(name), entries))
+            .keys()
+            .copied()
+            .filter(|id| d.editors.contains_key(id))
+            .collect();
+        ids.chunks(CURSORS_PER_FRAME_MAX)
+            .map(|chunk| {
+                let entries = chunk
+                    .iter()
+                    .map(|id| (*id, &*d.editors[id], &d.cursors[id]));
+                events::cursor_update(public_name(name), d.doc.version(), entries)
+            })
+            .collect()
     }
 }
 
-/// The latest-wins slot of a `cursor:update` of `ids` in document `name`.
+/// The latest-wins slot of a `cursor:update` of `ids` (sorted) in document `name`.
 fn slot(name: &str, ids: &[u64]) -> u64 {
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
-    sorted.hash(&mut h);
+    ids.hash(&mut h);
     h.finish()
 }

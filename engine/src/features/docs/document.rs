@@ -14,8 +14,8 @@ use ropey::Rope;
 use crate::identity::User;
 
 use super::limits::{
-    DOC_BYTES_MAX, DOC_CLIENTS_MAX, INSERT_BYTES_MAX, OPS_KEPT_BYTES_MAX, OPS_KEPT_MAX,
-    OPS_PER_CHANGE_MAX,
+    CHANGE_OVERHEAD_BYTES, DOC_BYTES_MAX, DOC_CLIENTS_MAX, INSERT_BYTES_MAX, OPS_KEPT_BYTES_MAX,
+    OPS_KEPT_MAX, OPS_PER_CHANGE_MAX, TRANSFORMED_OPS_MAX, TRANSFORM_PAIRS_MAX,
 };
 use super::operation::{transform_against, Op, OpError};
 
@@ -40,6 +40,12 @@ pub enum ChangeError {
     VersionTooOld { version: u64, oldest: u64 },
     #[error("version {version} is ahead of the document's ({current})")]
     InvalidVersion { version: u64, current: u64 },
+    #[error("version {version} is too far behind to transform ({work} op pairs, at most {max}); resync with doc:sync")]
+    TooFarBehind {
+        version: u64,
+        work: usize,
+        max: usize,
+    },
 }
 
 /// Who made a change (shown to the others).
@@ -133,9 +139,15 @@ impl Document {
         &self.text
     }
 
-    /// Bytes of text plus bytes of kept changes (for the shard's budget).
+    /// Bytes of text, kept changes and remembered clients (for the shard's budget).
     pub fn bytes(&self) -> usize {
-        self.json_bytes + self.kept_bytes
+        let clients: usize = self.clients.keys().map(|c| c.len() + 32).sum();
+        self.json_bytes + self.kept_bytes + clients
+    }
+
+    /// Whether `(client, seq)` was applied already (its resubmit changes nothing).
+    pub fn is_duplicate(&self, client: Option<(&str, u64)>) -> bool {
+        client.is_some_and(|(c, seq)| self.applied(c, seq).is_some())
     }
 
     /// The oldest version a change may be based on (and a sync may start from).
@@ -188,7 +200,9 @@ impl Document {
             ops: ops.clone(),
             author: s.author,
             origin,
-            bytes: ops.iter().map(Op::bytes).sum(),
+            bytes: CHANGE_OVERHEAD_BYTES
+                + ops.iter().map(Op::bytes).sum::<usize>()
+                + s.client.map_or(0, |(c, _)| c.len()),
         });
         Ok(Outcome::Applied {
             version: self.version,
@@ -230,7 +244,25 @@ impl Document {
             });
         };
         let applied: Vec<Op> = since.flat_map(|c| c.ops.iter().cloned()).collect();
-        Ok(transform_against(ops, &applied))
+        let work = ops.len().saturating_mul(applied.len());
+        if work > TRANSFORM_PAIRS_MAX {
+            let max = TRANSFORM_PAIRS_MAX;
+            return Err(ChangeError::TooFarBehind {
+                version: base,
+                work,
+                max,
+            });
+        }
+        let ops = transform_against(ops, &applied);
+        if ops.len() > TRANSFORMED_OPS_MAX {
+            let (work, max) = (ops.len(), TRANSFORMED_OPS_MAX);
+            return Err(ChangeError::TooFarBehind {
+                version: base,
+                work,
+                max,
+            });
+        }
+        Ok(ops)
     }
 
     fn remember(&mut self, client: Arc<str>, seq: u64) {
@@ -498,5 +530,54 @@ mod tests {
         submit(&mut d, None, vec![Op::delete(1, 3)], None).unwrap();
         assert_eq!(d.json_bytes(), 1);
         assert_eq!(d.text().to_string(), "a");
+    }
+}
+
+#[cfg(test)]
+mod work_tests {
+    use super::*;
+
+    #[test]
+    fn a_change_too_far_behind_to_transform_cheaply_is_sent_to_resync() {
+        let mut d = Document::new();
+        let author = User::new("a", "a");
+        for i in 0..5_000 {
+            let ops = vec![Op::insert(i, "x")];
+            let s = Submit {
+                base: None,
+                ops,
+                client: None,
+                author: author.clone(),
+            };
+            d.submit(s).unwrap();
+        }
+        let many = vec![Op::insert(0, "y"); 256];
+        let s = Submit {
+            base: Some(0),
+            ops: many,
+            client: None,
+            author: author.clone(),
+        };
+        let e = d.submit(s).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ChangeError::TooFarBehind {
+                    work: 1_280_000,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(d.version(), 5_000, "nothing applied");
+        // From a recent base the same change transforms and applies.
+        let many = vec![Op::insert(0, "y"); 256];
+        let s = Submit {
+            base: Some(4_990),
+            ops: many,
+            client: None,
+            author,
+        };
+        assert!(d.submit(s).is_ok());
     }
 }

@@ -21,8 +21,6 @@ pub enum DocError {
     NoDoc,
     #[error("document `{doc}` has {max} editors already")]
     DocFull { doc: String, max: usize },
-    #[error("this shard holds {max} documents already")]
-    DocLimit { max: usize },
     #[error("this shard's documents hold {max} bytes already; try later")]
     ShardFull { max: usize },
 }
@@ -35,7 +33,9 @@ impl DocError {
                 ChangeError::TooManyOps { .. } => "too_many_ops",
                 ChangeError::InsertTooLarge { .. } => "insert_too_large",
                 ChangeError::DocTooLarge { .. } => "doc_too_large",
-                ChangeError::VersionTooOld { .. } => "version_too_old",
+                ChangeError::VersionTooOld { .. } | ChangeError::TooFarBehind { .. } => {
+                    "version_too_old"
+                }
                 ChangeError::InvalidVersion { .. } => "invalid_version",
             },
             DocError::BadOp { .. } => "invalid_op",
@@ -43,7 +43,7 @@ impl DocError {
             DocError::AlreadyInDoc { .. } => "already_in_doc",
             DocError::NoDoc => "missing_field",
             DocError::DocFull { .. } => "doc_full",
-            DocError::DocLimit { .. } | DocError::ShardFull { .. } => "doc_limit",
+            DocError::ShardFull { .. } => "doc_limit",
         }
     }
 }

@@ -183,14 +183,17 @@ fn push_f64(o: &mut Vec<u8>, key: &[u8], v: f64) {
     write!(o, "{v}").expect("writing to a Vec cannot fail");
 }
 
-/// `cursor:update {doc, cursors: [{connectionId, userId, username, x, y | position, anchor}]}`.
+/// `cursor:update {doc, version, cursors: [{connectionId, userId, username, x, y | position,
+/// anchor}]}`: carets' positions are in document version `version`.
 pub fn cursor_update<'a>(
     doc: &str,
+    version: u64,
     cursors: impl Iterator<Item = (u64, &'a User, &'a Cursor)>,
 ) -> Bytes {
     frame(|o| {
         open(o, "cursor:update");
         push_doc(o, doc);
+        push_num(o, b"version", version);
         o.extend_from_slice(b",\"cursors\":[");
         for (i, (id, user, cursor)) in cursors.enumerate() {
             if i > 0 {

@@ -30,10 +30,6 @@ pub const DOC_CLIENTS_MAX: usize = 4096;
 /// Connections editing one document (`doc_full`): every change goes to every editor.
 pub const DOC_EDITORS_MAX: usize = 10_000;
 
-/// Documents a shard holds (`doc_limit`). With [`DOC_BYTES_MAX`] and [`OPS_KEPT_BYTES_MAX`]
-/// this bounds a shard's documents, and [`DOC_BYTES_PER_SHARD_MAX`] bounds them tighter.
-pub const DOCS_PER_SHARD_MAX: usize = 10_000;
-
 /// Bytes of text and kept changes all of a shard's documents hold together (`doc_limit` for a
 /// change that could take them past it): 512 MiB.
 pub const DOC_BYTES_PER_SHARD_MAX: usize = 512 << 20;
@@ -47,3 +43,20 @@ pub const CURSOR_INTERVAL_DEFAULT: std::time::Duration = std::time::Duration::fr
 
 /// Editors listed in `doc:state` (`more` counts the rest).
 pub const DOC_USERS_LISTED_MAX: usize = 1000;
+
+/// Op pairs one change's transform may take (the change's ops times the ops applied since its
+/// base): past it the change is refused with `version_too_old` and the client resyncs, so no
+/// change can hold its shard for long.
+pub const TRANSFORM_PAIRS_MAX: usize = 1 << 20;
+
+/// Ops a change may have once transformed (deletes split around inserts): past it the change
+/// is refused with `version_too_old`, so `doc:operation` stays a bounded frame.
+pub const TRANSFORMED_OPS_MAX: usize = 4 * OPS_PER_CHANGE_MAX;
+
+/// Cursors per `cursor:update` frame: a document with more moving cursors gets several
+/// frames, each well within a reader's send queue.
+pub const CURSORS_PER_FRAME_MAX: usize = 500;
+
+/// Bytes a kept change costs beyond its ops (its record, its author, its origin): counted so
+/// that empty changes are not free.
+pub const CHANGE_OVERHEAD_BYTES: usize = 96;

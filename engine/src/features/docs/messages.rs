@@ -29,10 +29,12 @@ pub enum ClientMsg<'v> {
     },
     /// `doc:sync {doc, version}`
     Sync { doc: Option<&'v str>, version: u64 },
-    /// `cursor:move {doc, x, y}` or `{doc, position, anchor?}`
+    /// `cursor:move {doc, x, y}` or `{doc, position, anchor?, version?}`
     Cursor {
         doc: Option<&'v str>,
         cursor: Cursor,
+        /// The document version a caret's position is in.
+        version: Option<u64>,
     },
 }
 
@@ -58,12 +60,18 @@ impl<'v> ClientMsg<'v> {
             None if f.get("operation").is_some() => vec![op_from(0, |k| f.get(k))?],
             None => return Err(AppError::MissingField { field: "ops" }),
         };
+        let client = f.opt_str("client", CLIENT_ID_BYTES_MAX)?;
+        let seq = f.opt_u64("seq")?;
+        if client.is_some() && seq.is_none() {
+            // Without it every change after the first would look like a resubmit.
+            return Err(AppError::MissingField { field: "seq" });
+        }
         Ok(Self::Change {
             doc: doc(f)?,
             version: f.opt_u64("version")?,
             ops,
-            client: f.opt_str("client", CLIENT_ID_BYTES_MAX)?,
-            seq: f.opt_u64("seq")?,
+            client,
+            seq,
         })
     }
 
@@ -84,13 +92,19 @@ impl<'v> ClientMsg<'v> {
                 position_opt(f, "position")?.ok_or(AppError::MissingField { field: "position" })?;
             let anchor = position_opt(f, "anchor")?;
             let cursor = Cursor::Text { position, anchor };
-            return Ok(Self::Cursor { doc, cursor });
+            let version = f.opt_u64("version")?;
+            return Ok(Self::Cursor {
+                doc,
+                cursor,
+                version,
+            });
         }
         let x = coordinate(f, "x")?;
         let y = coordinate(f, "y")?;
         Ok(Self::Cursor {
             doc,
             cursor: Cursor::Point { x, y },
+            version: None,
         })
     }
 
@@ -120,7 +134,8 @@ fn coordinate(f: &Fields<'_>, field: &'static str) -> Result<f64, AppError> {
     let v = f.value(field)?;
     // Integers count too (`cast_f64`: `as_f64` is only for JSON written with a fraction).
     match v.cast_f64() {
-        Some(n) if n.is_finite() && n.abs() <= COORDINATE_MAX => Ok(n),
+        // Rounded to thousandths: any screen is finer than that, and the JSON stays short.
+        Some(n) if n.is_finite() && n.abs() <= COORDINATE_MAX => Ok((n * 1000.0).round() / 1000.0),
         _ => Err(AppError::InvalidField {
             field,
             expected: "a number from -1e9 to 1e9",

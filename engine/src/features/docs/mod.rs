@@ -129,12 +129,17 @@ impl Docs {
                 ctx.to_owner(ToDoc { doc: topic, op });
                 Ok(())
             }
-            ClientMsg::Cursor { doc, cursor } => {
+            ClientMsg::Cursor {
+                doc,
+                cursor,
+                version,
+            } => {
                 let topic = member_topic(ctx, key, doc)?;
                 let op = Box::new(DocOp::Cursor {
                     conn: ctx.conn_ref(key),
                     user: ctx.speaker(key),
                     cursor,
+                    version,
                 });
                 ctx.to_owner(ToDoc { doc: topic, op });
                 Ok(())

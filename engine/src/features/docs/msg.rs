@@ -27,11 +27,12 @@ pub enum DocOp {
     },
     /// A change from member `conn`.
     Change(Change),
-    /// Member `conn`'s cursor moved.
+    /// Member `conn`'s cursor moved (a caret's position in document version `version`).
     Cursor {
         conn: ConnRef,
         user: Arc<User>,
         cursor: Cursor,
+        version: Option<u64>,
     },
     /// `doc:sync`: the changes after `version`, or the whole state.
     Sync {

@@ -14,7 +14,8 @@ pub enum Op {
     /// `text` (of `chars` code points) inserted before the code point at `pos`.
     Insert {
         pos: usize,
-        text: Box<str>,
+        /// Shared: a transform moves an insert without copying its text.
+        text: std::sync::Arc<str>,
         chars: usize,
     },
     /// `len` code points removed from `pos` on.

@@ -8,9 +8,7 @@ use bytes::Bytes;
 use super::document::{Outcome, Submit};
 use super::error::DocError;
 use super::events;
-use super::limits::{
-    DOCS_PER_SHARD_MAX, DOC_BYTES_PER_SHARD_MAX, DOC_EDITORS_MAX, DOC_USERS_LISTED_MAX,
-};
+use super::limits::{DOC_BYTES_PER_SHARD_MAX, DOC_EDITORS_MAX, DOC_USERS_LISTED_MAX};
 use super::msg::{Change, DocOp, ToDoc};
 use super::shared_doc::SharedDoc;
 use super::{public_name, Docs};
@@ -36,12 +34,19 @@ impl Docs {
                     event::error(e.code(), &e.to_string(), reference.as_deref())
                 });
                 ctx.answer_join(doc.clone(), FeatureId::Docs, conn, result, None);
-                if let Some(cursors) = self.all_cursors(&doc).filter(|_| admitted) {
-                    ctx.to_conn(conn, cursors);
+                if admitted {
+                    for frame in self.all_cursors(&doc) {
+                        ctx.to_conn(conn, frame);
+                    }
                 }
             }
             DocOp::Change(c) => self.change(ctx, &doc, c),
-            DocOp::Cursor { conn, user, cursor } => self.cursor(ctx, &doc, conn, user, cursor),
+            DocOp::Cursor {
+                conn,
+                user,
+                cursor,
+                version,
+            } => self.cursor(ctx, &doc, conn, user, (cursor, version)),
             DocOp::Sync {
                 conn,
                 version,
@@ -50,13 +55,10 @@ impl Docs {
         }
     }
 
-    /// The owned document `name`: its topic key, with its state made when new.
+    /// The owned document `name`: its topic key, with its state made when new. How many a
+    /// shard holds is the topic table's limit, whose eviction of the longest-empty topic
+    /// lets no one lock names out; their bytes are [`DOC_BYTES_PER_SHARD_MAX`]'s.
     fn owned(&mut self, ctx: &mut Ctx<'_>, name: &str) -> Result<usize, AppError> {
-        let known = self.docs.contains_key(name);
-        if !known && self.docs.len() >= DOCS_PER_SHARD_MAX {
-            let max = DOCS_PER_SHARD_MAX;
-            return Err(AppError::Doc(DocError::DocLimit { max }));
-        }
         let (tk, serial) = ctx.own_topic(name, FeatureId::Docs)?;
         if self.docs.get(name).is_none_or(|d| d.serial != serial) {
             // State of a dropped topic of this name whose drop event is still queued.
@@ -106,17 +108,19 @@ impl Docs {
             let doc = public_name(name).into();
             return refuse(ctx, c.conn, DocError::NotInDoc { doc }, reference);
         };
-        let growth: usize = c.ops.iter().map(|op| 6 * op.chars() + op.bytes()).sum();
-        if self.bytes + growth > DOC_BYTES_PER_SHARD_MAX {
-            let max = DOC_BYTES_PER_SHARD_MAX;
-            return refuse(ctx, c.conn, DocError::ShardFull { max }, reference);
-        }
         let d = self
             .docs
             .get_mut(name)
             .expect("a member's document is owned");
-        let before = d.doc.bytes();
         let client = c.client.as_ref().map(|(id, seq)| (&**id, *seq));
+        // The most a change can add: its inserts escaped, its kept record. A resubmit of an
+        // applied change adds nothing and is always answered.
+        let growth: usize = c.ops.iter().map(grows_by).sum();
+        if !d.doc.is_duplicate(client) && self.bytes + growth > DOC_BYTES_PER_SHARD_MAX {
+            let max = DOC_BYTES_PER_SHARD_MAX;
+            return refuse(ctx, c.conn, DocError::ShardFull { max }, reference);
+        }
+        let before = d.doc.bytes();
         let seq = client.map(|(_, seq)| seq);
         let submitted = d.doc.submit(Submit {
             base: c.base,
@@ -174,7 +178,7 @@ impl Docs {
             return;
         };
         if d.cursors.remove(&conn_id).is_some() {
-            d.moved.retain(|id| *id != conn_id);
+            d.moved.remove(&conn_id);
             ctx.fanout(tk, events::cursor_remove(public_name(&name), conn_id));
         }
         if let Some(user) = d.editors.remove(&conn_id) {
@@ -203,6 +207,16 @@ impl Docs {
 }
 
 const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+/// The most bytes `op` can add to the shard's documents.
+fn grows_by(op: &super::operation::Op) -> usize {
+    use super::operation::Op;
+    let text = match op {
+        Op::Insert { chars, .. } => 6 * chars,
+        Op::Delete { .. } => 0,
+    };
+    text + op.bytes() + super::limits::CHANGE_OVERHEAD_BYTES
+}
 
 fn refuse(ctx: &mut Ctx<'_>, conn: ConnRef, e: DocError, reference: Option<&[u8]>) {
     ctx.stats().app_errors.fetch_add(1, RELAXED);

@@ -18,8 +18,8 @@ pub struct SharedDoc {
     pub editors: HashMap<u64, Arc<User>>,
     /// Connection id -> its cursor (only members'; one each).
     pub cursors: HashMap<u64, Cursor>,
-    /// Cursors moved since the last `cursor:update`, in the order they first moved.
-    pub moved: Vec<u64>,
+    /// Cursors moved since the last `cursor:update`.
+    pub moved: std::collections::HashSet<u64>,
     /// A cursor timer is set for this document.
     pub cursor_timer: bool,
 }
@@ -31,7 +31,7 @@ impl SharedDoc {
             doc: Document::with_max(max_bytes),
             editors: HashMap::new(),
             cursors: HashMap::new(),
-            moved: Vec::new(),
+            moved: std::collections::HashSet::new(),
             cursor_timer: false,
         }
     }

@@ -520,3 +520,31 @@ fn a_reader_behind_on_cursors_holds_only_the_newest_frame() {
     // and members get every cursor, their own included.
     assert_eq!(conflated, 18);
 }
+
+#[test]
+fn a_client_without_seq_and_an_old_caret_are_handled() {
+    let mut h = Harness::new(1);
+    let a = h.connect_user(0, "alice");
+    let b = h.connect_user(0, "bob");
+    for c in [a, b] {
+        h.send(c, &json!({"type": "doc:join", "doc": "v"}).to_string());
+    }
+    h.deliver_all();
+    h.received(a);
+    h.received(b);
+    let no_seq = json!({"type": "doc:change", "doc": "v", "client": "tab",
+        "ops": [{"operation": "insert", "position": 0, "content": "hello"}]});
+    h.send(a, &no_seq.to_string());
+    assert_eq!(of_type(&h.received(a), "error")[0]["code"], "missing_field");
+    let change = json!({"type": "doc:change", "doc": "v", "version": 0,
+        "ops": [{"operation": "insert", "position": 0, "content": "hello"}]});
+    h.send(a, &change.to_string());
+    // Bob's caret at 0 in version 0 (before "hello"): it follows the text to 5.
+    let mv = json!({"type": "cursor:move", "doc": "v", "position": 0, "version": 0});
+    h.send(b, &mv.to_string());
+    h.advance(crate::server::harness::ms(50));
+    h.deliver_all();
+    let update = &of_type(&h.received(a), "cursor:update")[0];
+    assert_eq!(update["version"], 1);
+    assert_eq!(update["cursors"][0]["position"], 5, "{update}");
+}

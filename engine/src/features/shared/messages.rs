@@ -86,7 +86,7 @@ impl<'v> ClientMsg<'v> {
                 expected,
             });
         };
-        let mut changes = Vec::with_capacity(obj.len());
+        let mut changes: Vec<(&str, &Value)> = Vec::with_capacity(obj.len());
         for (k, v) in obj.iter() {
             if k.is_empty() || k.len() > STATE_KEY_BYTES_MAX {
                 let expected = "keys of 1 to 128 bytes";
@@ -95,7 +95,11 @@ impl<'v> ClientMsg<'v> {
                     expected,
                 });
             }
-            changes.push((&**k, v));
+            // A key given twice counts once, with its last value (as JSON.parse reads it).
+            match changes.iter_mut().find(|(seen, _)| *seen == &**k) {
+                Some(change) => change.1 = v,
+                None => changes.push((&**k, v)),
+            }
         }
         Ok(Self::Write {
             at,

@@ -29,8 +29,17 @@ impl Shared {
             return refuse(ctx, conn, SharedError::NotMember { topic: name }, None);
         };
         let name = ctx.topic(tk).name.clone();
+        let serial = ctx.topic(tk).serial;
+        if self.topics.get(&name).is_some_and(|t| t.serial != serial) {
+            // Left from a topic of this name whose drop event is still queued.
+            let old = self.topics.remove(&name).expect("checked");
+            self.bytes -= old.bytes();
+        }
         let over = self.bytes >= SHARED_BYTES_PER_SHARD_MAX;
-        let t = self.topics.entry(name.clone()).or_default();
+        let t = self
+            .topics
+            .entry(name.clone())
+            .or_insert_with(|| SharedTopic::new(serial));
         let before = t.bytes();
         let at = Here {
             tk,
@@ -90,7 +99,12 @@ impl Shared {
 
     /// A topic was forgotten: so is what this feature kept for it.
     pub fn on_topic_dropped(&mut self, _ctx: &mut Ctx<'_>, dropped: &Dropped) {
-        if let Some(t) = self.topics.remove(&dropped.name) {
+        let current = self
+            .topics
+            .get(&dropped.name)
+            .is_some_and(|t| t.serial == dropped.serial);
+        if current {
+            let t = self.topics.remove(&dropped.name).expect("checked");
             self.bytes -= t.bytes();
         }
     }
@@ -162,6 +176,10 @@ fn apply(
             );
         }
         SharedOp::Presence { user, data, .. } => {
+            if at.over {
+                let max = SHARED_BYTES_PER_SHARD_MAX;
+                return Err((SharedError::ShardFull { max }, None));
+            }
             let now = ctx.now().unix_ms;
             let frame = events::presence(name, conn.id, user.json(), &data, now);
             t.set_presence(conn.id, user, data.into(), now);

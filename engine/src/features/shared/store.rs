@@ -33,6 +33,8 @@ pub struct Channel {
 
 #[derive(Default)]
 pub struct SharedTopic {
+    /// The serial of the topic this belongs to (a topic made again starts afresh).
+    pub serial: u64,
     pub state: BTreeMap<Box<str>, Box<[u8]>>,
     state_bytes: usize,
     pub version: u64,
@@ -43,6 +45,13 @@ pub struct SharedTopic {
 }
 
 impl SharedTopic {
+    pub fn new(serial: u64) -> SharedTopic {
+        SharedTopic {
+            serial,
+            ..SharedTopic::default()
+        }
+    }
+
     /// Applies `changes` (each key once) as one write (version + 1), if `if_version` (when
     /// given) is the current version and the result fits.
     pub fn write(

@@ -172,3 +172,19 @@ fn presence_data_reaches_members_and_joiners_and_goes_with_its_connection() {
     let gone = &of_type(&h.received(b), "presence:data")[0];
     assert_eq!(gone["data"], Value::Null);
 }
+
+#[test]
+fn a_key_given_twice_in_a_patch_counts_once_with_its_last_value() {
+    let mut h = Harness::new(1);
+    let a = h.connect_user(0, "alice");
+    h.send(a, &json!({"type": "room:join", "room": "dup"}).to_string());
+    h.deliver_all();
+    h.received(a);
+    h.send(
+        a,
+        r#"{"type":"state:merge","room":"dup","patch":{"b":null,"b":"kept","c":1}}"#,
+    );
+    h.deliver_all();
+    let update = &of_type(&h.received(a), "state:update")[0];
+    assert_eq!(update["changes"], json!({"b": "kept", "c": 1}), "{update}");
+}
