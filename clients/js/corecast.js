@@ -586,6 +586,15 @@ export class Notifications {
 // Ops on the wire count code points; a JS string counts UTF-16 units. `Doc` speaks UTF-16 to
 // the application and code points to the server, converting at the edge.
 
+/** Ops one change carries at most (the server's limit is 256). */
+export const DOC_CHANGE_OPS_MAX = 256;
+/** Code points of inserted text one change carries at most: a change stays well within the
+ * server's message limit (64 KiB by default) even in four-byte characters. */
+export const DOC_CHANGE_CHARS_MAX = 8192;
+/** How long a failed catch-up waits before it is tried again (doubling, capped). */
+const DOC_RESYNC_DELAY_MS = 250;
+const DOC_RESYNC_DELAY_MAX_MS = 10000;
+
 /** Code points in `s`. */
 function cpLength(s) {
   let n = 0;
@@ -707,8 +716,11 @@ export class Doc {
     this.joined = false;
     this._inflight = null; // {seq, ops}
     this._pending = [];
-    this._seq = 0;
+    // Seqs only grow for a client id, across page loads too when `clientId` is kept.
+    this._seq = Date.now();
     this._syncing = false;
+    this._resyncDelay = DOC_RESYNC_DELAY_MS;
+    this._caretWanted = null; // [index, anchor] in this.text, sent once settled
     this._held = [];
     this._listeners = new Map();
     /** connectionId -> {userId, username, position, anchor} (code points) or {x, y}. */
@@ -753,7 +765,13 @@ export class Doc {
   /** Inserts `content` at UTF-16 index `index` of `this.text`. */
   insert(index, content) {
     if (!content) return;
-    this._local(ins(utf16ToCp(this.text, index), content));
+    let at = utf16ToCp(this.text, index);
+    const chars = [...content];
+    for (let i = 0; i < chars.length; i += DOC_CHANGE_CHARS_MAX) {
+      const piece = chars.slice(i, i + DOC_CHANGE_CHARS_MAX).join('');
+      this._local(ins(at, piece));
+      at += cpLength(piece);
+    }
   }
 
   /** Deletes `length` UTF-16 units from `index` of `this.text`. */
@@ -761,15 +779,26 @@ export class Doc {
     if (length <= 0) return;
     const from = utf16ToCp(this.text, index);
     const to = utf16ToCp(this.text, index + length);
-    this._local(del(from, to - from));
+    if (to > from) this._local(del(from, to - from));
   }
 
   /** Moves this connection's caret to UTF-16 index `index` (and selects from `anchor`).
    * Volatile: never buffered while offline. */
   moveCursor(index, anchor = index) {
+    this._caretWanted = [index, anchor];
+    this._sendCaret();
+  }
+
+  /** The caret goes out only while every local edit is acknowledged: its position is then
+   * one in the server's version `this.version`, which it says. */
+  _sendCaret() {
+    if (!this._caretWanted || !this.settled || this._syncing) return;
+    const [index, anchor] = this._caretWanted;
+    this._caretWanted = null;
     const position = utf16ToCp(this.text, index);
     const from = utf16ToCp(this.text, anchor);
-    this.client.send('cursor:move', { doc: this.name, position, anchor: from }, undefined, { volatile: true });
+    const move = { doc: this.name, position, anchor: from, version: this.version };
+    this.client.send('cursor:move', move, undefined, { volatile: true });
   }
 
   /** Moves this connection's canvas pointer. */
@@ -780,15 +809,20 @@ export class Doc {
   /** Other members' cursors: text carets as UTF-16 `index` and `anchor` into `this.text`, or
    * canvas `x`, `y`. */
   cursors() {
+    const local = [...(this._inflight?.ops || []), ...this._pending];
     const out = [];
     for (const [connectionId, c] of this._cursors) {
       if (connectionId === this.client.connectionId) continue;
-      if (c.position === undefined) out.push({ connectionId, ...c });
-      else {
-        const index = cpToUtf16(this.text, c.position);
-        const anchor = cpToUtf16(this.text, c.anchor ?? c.position);
-        out.push({ connectionId, userId: c.userId, username: c.username, index, anchor });
+      if (c.position === undefined) {
+        out.push({ connectionId, userId: c.userId, username: c.username, x: c.x, y: c.y });
+        continue;
       }
+      // Held in the server's text; our unacknowledged edits move it for display.
+      let [p, a] = [c.position, c.anchor ?? c.position];
+      for (const op of local) [p, a] = [cursorThrough(p, op), cursorThrough(a, op)];
+      const index = cpToUtf16(this.text, p);
+      const anchor = cpToUtf16(this.text, a);
+      out.push({ connectionId, userId: c.userId, username: c.username, index, anchor });
     }
     return out;
   }
@@ -796,7 +830,7 @@ export class Doc {
   _cursorsUpdated(m) {
     for (const c of m.cursors) {
       const { connectionId, ...rest } = c;
-      this._cursors.set(connectionId, rest);
+      this._cursors.set(connectionId, { ...rest, version: m.version ?? this.version });
     }
     this._emit('cursors', this.cursors());
   }
@@ -806,14 +840,16 @@ export class Doc {
     this._emit('cursors', this.cursors());
   }
 
-  /** Remote carets move with the text, by the server's rule. */
-  _moveCursors(ops) {
+  /** Remote carets move through change `version` (its ops as the server applied them),
+   * unless their positions already include it. */
+  _moveCursors(ops, version) {
     for (const c of this._cursors.values()) {
-      if (c.position === undefined) continue;
+      if (c.position === undefined || c.version >= version) continue;
       for (const op of ops) {
         c.position = cursorThrough(c.position, op);
         if (c.anchor !== undefined) c.anchor = cursorThrough(c.anchor, op);
       }
+      c.version = version;
     }
   }
 
@@ -827,7 +863,6 @@ export class Doc {
   }
 
   _local(op) {
-    this._moveCursors([op]);
     this.text = applyOp(this.text, op);
     this._pending.push(op);
     this._flush();
@@ -837,36 +872,85 @@ export class Doc {
     if (this._inflight || this._syncing || this._pending.length === 0) return;
     if (this.client.status !== 'connected') return;
     this._seq += 1;
-    this._inflight = { seq: this._seq, ops: this._pending };
-    this._pending = [];
+    // A change within the server's limits: at most DOC_CHANGE_OPS_MAX ops and
+    // DOC_CHANGE_CHARS_MAX inserted code points; the rest waits for the next.
+    let n = 0;
+    let chars = 0;
+    while (n < this._pending.length && n < DOC_CHANGE_OPS_MAX) {
+      const add = this._pending[n].operation === 'insert' ? this._pending[n].chars : 0;
+      if (n > 0 && chars + add > DOC_CHANGE_CHARS_MAX) break;
+      chars += add;
+      n += 1;
+    }
+    this._inflight = { seq: this._seq, ops: this._pending.slice(0, n) };
+    this._pending = this._pending.slice(n);
     this._sendInflight();
   }
 
+  /** Sends the change in flight. Its ack comes as `doc:ack`; a refusal (the server's
+   * `error`) means the server will never have it: the document is loaded again. */
   _sendInflight() {
     const { seq, ops } = this._inflight;
     const change = { doc: this.name, version: this.version, ops: ops.map(wireOp), client: this.clientId, seq };
-    this.client.send('doc:change', change, undefined, { volatile: true });
+    this.client.request('doc:change', change).catch((e) => {
+      if (['disconnected', 'timeout', 'dropped', 'busy'].includes(e.code)) return; // resent after the reconnect
+      if (this._inflight?.seq !== seq) return;
+      this._emit('error', e);
+      this._reload();
+    });
+  }
+
+  /** Loads the document again from the server (leave and join): what is not acknowledged
+   * is dropped, and `reset` says so. */
+  async _reload() {
+    this._syncing = true;
+    try {
+      await this.client.request('doc:leave', { doc: this.name }).catch(() => {});
+      const state = await this.client.request('doc:join', { doc: this.name });
+      this._load(state);
+    } catch (e) {
+      this._emit('error', e);
+      this._retry(() => this._reload());
+    }
+  }
+
+  /** Runs `again` after the resync delay (doubling up to its cap). */
+  _retry(again) {
+    const delay = this._resyncDelay;
+    this._resyncDelay = Math.min(DOC_RESYNC_DELAY_MAX_MS, delay * 2);
+    setTimeout(() => {
+      if (this.joined && this.client.status === 'connected') again();
+    }, delay);
   }
 
   /** After a reconnect: rejoin, then catch up from `this.version` before sending more. */
   async _rejoin() {
     this._syncing = true;
     this._held = [];
+    this._cursors.clear(); // the join's cursor:update brings the current ones
     this.client.send('doc:join', { doc: this.name }, undefined, { volatile: true });
+    await this._sync();
+  }
+
+  /** Catches up from `this.version`; on failure tries again later, still holding live
+   * changes, so nothing applies over a gap. */
+  async _sync() {
     try {
       const answer = await this.client.request('doc:sync', { doc: this.name, version: this.version });
+      this._resyncDelay = DOC_RESYNC_DELAY_MS;
       if (answer.type === 'doc:operations') this._caughtUp(answer);
       else this._load(answer);
     } catch (e) {
-      this._syncing = false;
       this._emit('error', e);
+      if (e.code === 'not_in_doc') return this._retry(() => this._rejoin());
+      this._retry(() => this._sync());
     }
+    return undefined;
   }
 
   /** A whole state: the server's text replaces ours. Local edits not acknowledged are
    * dropped (a `reset` event lists them): the server no longer has what they were based on. */
   _load(state) {
-    this._cursors.clear();
     if (!this.settled) {
       this._emit('reset', { dropped: [...(this._inflight?.ops || []), ...this._pending] });
     }
@@ -878,6 +962,7 @@ export class Doc {
     this.version = state.version;
     this._users(state.users || []);
     this._emit('state', state);
+    this._sendCaret();
   }
 
   _users(users) {
@@ -887,10 +972,13 @@ export class Doc {
 
   _ack(m) {
     if (!this._inflight || m.seq !== this._inflight.seq) return;
+    // Our change, as the server applied it, moves the carets held in its text.
+    this._moveCursors(this._inflight.ops, m.version);
     this._inflight = null;
     this.version = Math.max(this.version, m.version);
     this._emit('ack', m);
     this._flush();
+    this._sendCaret();
   }
 
   _operation(m) {
@@ -906,12 +994,23 @@ export class Doc {
     held.forEach((h) => this._apply(h.version, h.ops.map(fromWire), h.author, null));
     if (this._inflight) this._sendInflight();
     else this._flush();
+    this._sendCaret();
   }
 
   /** A change of version `version`: ours (seen in a sync) acknowledges our change in
    * flight; another's is transformed against ours and applied. */
   _apply(version, ops, author, origin) {
     if (version <= this.version) return;
+    if (version > this.version + 1) {
+      // A change is missing: catch up before applying anything more.
+      if (!this._syncing) {
+        this._syncing = true;
+        this._held = [];
+        this._sync();
+      }
+      return;
+    }
+    this._moveCursors(ops, version);
     if (origin && this._inflight && origin.client === this.clientId && origin.seq === this._inflight.seq) {
       this._inflight = null;
       this.version = version;
@@ -926,7 +1025,6 @@ export class Doc {
     const [pending, t2] = transformLists(this._pending, theirs, true);
     this._pending = pending;
     theirs = t2;
-    this._moveCursors(theirs);
     const before = this.text;
     const changes = [];
     for (const op of theirs) {

@@ -3,6 +3,10 @@
 export declare const SEND_BUFFER_MAX: number;
 export declare const REQUEST_TIMEOUT_MS: number;
 export declare const PENDING_REQUESTS_MAX: number;
+/** Ops one document change carries at most. */
+export declare const DOC_CHANGE_OPS_MAX: number;
+/** Inserted code points one document change carries at most (a longer paste is split). */
+export declare const DOC_CHANGE_CHARS_MAX: number;
 
 export type Status = 'connecting' | 'connected' | 'disconnected' | 'reconnecting';
 

@@ -109,3 +109,26 @@ test('edits made while the connection is dead arrive once after the reconnect', 
     await srv.stop();
   }
 });
+
+test('a change the server refuses reloads the document and says what was dropped', async () => {
+  // A 64 KiB send queue holds documents of at most 32 KiB as JSON.
+  const srv = await startServer(0, ['--send-queue-bytes', '65536']);
+  try {
+    const c = await connected(srv.url);
+    const d = c.doc('big');
+    await d.join();
+    const resets = [];
+    const errors = [];
+    d.on('reset', (r) => resets.push(r));
+    d.on('error', (e) => errors.push(e.code));
+    d.insert(0, 'x'.repeat(40000)); // five changes of 8192 code points at most
+    await until(() => resets.length === 1 && d.settled, 10000, 'the reload');
+    assert.ok(errors.includes('doc_too_large'), String(errors));
+    assert.equal(d.text, 'x'.repeat(32768), 'what the server kept');
+    const fresh = await connected(srv.url);
+    assert.equal((await fresh.doc('big').join()).content.length, 32768);
+    [c, fresh].forEach((x) => x.disconnect());
+  } finally {
+    await srv.stop();
+  }
+});
