@@ -123,18 +123,19 @@ proptest! {
 
 // ----- the simulation --------------------------------------------------------------------
 
-/// A small deterministic generator (xorshift64*), so every seed replays.
-struct Rng(u64);
+/// A small deterministic generator (xorshift64*), so every seed replays (the harness
+/// simulation in `tests.rs` uses it too).
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }

@@ -6,6 +6,7 @@ use ropey::Rope;
 use serde_json::{json, Value};
 
 use super::operation::{transform_lists, Op};
+use super::ot_tests::Rng;
 use crate::protocol::handshake::DOC_TOPIC_PREFIX;
 use crate::runtime::owner_shard;
 use crate::server::harness::Harness;
@@ -160,21 +161,6 @@ fn refusals_keep_the_connection_and_name_their_numbers() {
 }
 
 // ----- the simulation on the harness -----------------------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// An editor with the usual discipline over real protocol frames. After a reconnect it
 /// asks `doc:sync` for what it missed, holding live changes until that answer.
