@@ -39,6 +39,8 @@ const state = {
   everConnected: false,
   typingSentAt: 0,
   typingTimer: null,
+  /** Joins the connection lost before their answer: room -> password, sent again. */
+  interrupted: new Map(),
 };
 
 const client = () => state.client;
@@ -111,6 +113,7 @@ function connectAs(who) {
   state.client?.disconnect();
   state.everConnected = false;
   state.me = null;
+  state.interrupted.clear();
   state.rooms.clear();
   state.dms.clear();
   state.active = null;
@@ -174,8 +177,13 @@ async function onConnected(who) {
   if (state.me) loadNotifications();
 }
 
-function onReconnected() {
+async function onReconnected() {
   toast('info', 'Reconnected.');
+  const interrupted = [...state.interrupted];
+  state.interrupted.clear();
+  for (const [name, password] of interrupted) {
+    if (!state.rooms.get(name)?.joined) await joinRoom(name, password);
+  }
   refreshRooms();
   if (state.me) loadNotifications();
 }
@@ -249,6 +257,11 @@ async function joinRoom(name, password) {
   } catch (e) {
     if (e.code === 'already_in_room') return show('room', name);
     if (e.code === 'wrong_password' && password === undefined) return openRoomWithPassword(name);
+    if (e.code === 'disconnected') {
+      // The connection went before the answer: joined again once it is back.
+      state.interrupted.set(name, password);
+      return undefined;
+    }
     toast('error', `Could not join #${name}: ${e.message}`);
   }
   return undefined;

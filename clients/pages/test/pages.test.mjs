@@ -77,6 +77,8 @@ async function signIn(page, username) {
   await page.click('#signin-go');
   await page.locator('#status.connected').waitFor({ timeout: WAIT_MS });
   await page.locator('#me-name', { hasText: username }).waitFor({ timeout: WAIT_MS });
+  // The room the URL names is joined and shown.
+  await page.locator('#conv-name', { hasText: '#' }).waitFor({ timeout: WAIT_MS });
 }
 
 const text = (page, selector) => page.locator(selector).allTextContents();
