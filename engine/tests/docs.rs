@@ -236,3 +236,50 @@ fn without_guests_a_collab_connection_logs_in_before_it_edits() {
     assert_eq!(state["ref"], 1);
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn cursors_across_shards_update_follow_and_go() {
+    let srv = server(|_| {});
+    let addr = srv.local_addr();
+    let doc = doc_on(1, 2, "cur");
+    let mut a = Client::user(addr, &common::room_on(0, 2, "a"), "alice");
+    let mut b = Client::user(addr, &common::room_on(1, 2, "b"), "bob");
+    for c in [&mut a, &mut b] {
+        c.send(json!({"type": "doc:join", "doc": doc}));
+        c.recv_type("doc:state");
+    }
+    a.send(json!({"type": "doc:change", "doc": doc, "version": 0, "ops": [insert(0, "hello")]}));
+    a.recv_type("doc:ack");
+    b.send(json!({"type": "cursor:move", "doc": doc, "position": 5, "anchor": 1, "version": 1}));
+    let update = a.recv_type("cursor:update");
+    assert_eq!(update["version"], 1);
+    let bob = &update["cursors"][0];
+    assert_eq!(
+        (
+            bob["userId"].clone(),
+            bob["position"].clone(),
+            bob["anchor"].clone()
+        ),
+        (json!("bob"), json!(5), json!(1))
+    );
+    // A caret placed in version 0 at 0 moves through alice's insert to 5.
+    b.send(json!({"type": "cursor:move", "doc": doc, "position": 0, "version": 0}));
+    assert_eq!(a.recv_type("cursor:update")["cursors"][0]["position"], 5);
+    b.send(json!({"type": "cursor:move", "doc": doc, "x": 12.34567, "y": -1}));
+    assert_eq!(
+        a.recv_type("cursor:update")["cursors"][0]["x"],
+        12.346,
+        "rounded to thousandths"
+    );
+    b.expect_error(
+        json!({"type": "cursor:move", "doc": doc, "x": "left", "y": 0}),
+        "invalid_field",
+    );
+    b.expect_error(
+        json!({"type": "cursor:move", "doc": "elsewhere", "x": 1, "y": 0}),
+        "not_in_doc",
+    );
+    b.send(json!({"type": "doc:leave", "doc": doc}));
+    assert_eq!(a.recv_type("cursor:remove")["connectionId"], b.id);
+    srv.shutdown().unwrap();
+}

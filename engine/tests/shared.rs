@@ -62,3 +62,39 @@ fn a_collab_connection_s_home_document_carries_state_too() {
     assert_eq!(b.recv_type("state:sync")["state"], json!({"bg": "#fff"}));
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn the_shared_limits_answer_with_their_codes() {
+    let srv = server(|c| c.max_content_bytes = 60_000);
+    let addr = srv.local_addr();
+    let room = room_on(0, 2, "lim");
+    let mut a = Client::user(addr, &room, "alice");
+    a.join(&room);
+    let big = "x".repeat(40_000);
+    a.send(json!({"type": "state:set", "room": room, "key": "a", "value": big, "ref": 1}));
+    assert_eq!(a.recv_type("ack")["version"], 1);
+    a.expect_error(
+        json!({"type": "state:set", "room": room, "key": "b", "value": big}),
+        "state_too_large",
+    );
+    for i in 0..16 {
+        a.send(
+            json!({"type": "broadcast:send", "room": room, "channel": format!("c{i}"),
+            "payload": i, "ref": i}),
+        );
+        a.recv_type("ack");
+    }
+    a.expect_error(
+        json!({"type": "broadcast:send", "room": room, "channel": "c16", "payload": 0}),
+        "too_many_channels",
+    );
+    a.expect_error(
+        json!({"type": "state:merge", "room": room, "patch": [1]}),
+        "invalid_field",
+    );
+    a.expect_error(
+        json!({"type": "presence:set", "room": room, "data": "y".repeat(5000)}),
+        "content_too_large",
+    );
+    srv.shutdown().unwrap();
+}
