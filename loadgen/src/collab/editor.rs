@@ -6,6 +6,7 @@
 //! Invariant: `text` is the server's text at `version` with the in-flight change and then the
 //! buffered ops applied.
 
+use corecast::features::docs::op_json::{from_json as ops_from, to_json as ops_json};
 use corecast::features::docs::operation::{transform_lists, Op};
 use ropey::Rope;
 use serde_json::{json, Value};
@@ -211,21 +212,6 @@ impl Editor {
     }
 }
 
-fn ops_json(ops: &[Op]) -> Value {
-    Value::Array(
-        ops.iter()
-            .map(|op| match op {
-                Op::Insert { pos, text, .. } => {
-                    json!({"operation": "insert", "position": pos, "content": &**text})
-                }
-                Op::Delete { pos, len } => {
-                    json!({"operation": "delete", "position": pos, "length": len})
-                }
-            })
-            .collect(),
-    )
-}
-
 /// An `ot-text-unicode` op of one positional op: skip, then insert or delete.
 fn components(op: &Op) -> Value {
     let (pos, last) = match op {
@@ -261,20 +247,6 @@ fn from_components(v: &Value) -> Result<Vec<Op>, String> {
         }
     }
     Ok(out)
-}
-
-fn ops_from(v: &Value) -> Result<Vec<Op>, String> {
-    let list = v.as_array().ok_or("ops: not an array")?;
-    list.iter()
-        .map(|o| {
-            let pos = o["position"].as_u64().ok_or("op without a position")? as usize;
-            match o["operation"].as_str() {
-                Some("insert") => Ok(Op::insert(pos, o["content"].as_str().unwrap_or(""))),
-                Some("delete") => Ok(Op::delete(pos, o["length"].as_u64().unwrap_or(0) as usize)),
-                _ => Err("op of unknown kind".to_string()),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod events;
 pub mod limits;
 mod messages;
 mod msg;
+pub mod op_json;
 pub mod operation;
 mod owner;
 mod shared_doc;

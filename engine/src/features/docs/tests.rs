@@ -25,32 +25,11 @@ fn of_type(got: &[Value], kind: &str) -> Vec<Value> {
 }
 
 fn ops_json(ops: &[Op]) -> Value {
-    Value::Array(
-        ops.iter()
-            .map(|op| match op {
-                Op::Insert { pos, text, .. } => {
-                    json!({"operation": "insert", "position": pos, "content": &**text})
-                }
-                Op::Delete { pos, len } => {
-                    json!({"operation": "delete", "position": pos, "length": len})
-                }
-            })
-            .collect(),
-    )
+    super::op_json::to_json(ops)
 }
 
 fn ops_from(v: &Value) -> Vec<Op> {
-    v.as_array()
-        .expect("ops")
-        .iter()
-        .map(|o| {
-            let pos = o["position"].as_u64().unwrap() as usize;
-            match o["operation"].as_str().unwrap() {
-                "insert" => Op::insert(pos, o["content"].as_str().unwrap()),
-                _ => Op::delete(pos, o["length"].as_u64().unwrap() as usize),
-            }
-        })
-        .collect()
+    super::op_json::from_json(v).expect("ops")
 }
 
 #[test]
