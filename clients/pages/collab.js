@@ -16,10 +16,13 @@ const COLOURS = 8;
 const TITLE_DELAY_MS = 300;
 /** Points kept per stroke (a long scribble is thinned to this). */
 const STROKE_POINTS_MAX = 200;
+/** The pointer over the whiteboard is shared at most this often (presence data). */
+const POINTER_EVERY_MS = 60;
 
 const state = {
   client: null, doc: null, auth: { mode: 'login' }, caretTimer: null, caretSent: '',
   shared: null, strokes: null, titleTimer: null, drawn: [], drawing: null,
+  presence: null, pointerAt: 0, pointerTimer: null,
 };
 const docName = () => decodeURIComponent(location.hash.slice(1)) || 'welcome';
 
@@ -106,6 +109,9 @@ async function openDoc(client) {
   doc.on('cursors', renderMirror);
   doc.on('ack', renderVersion);
   doc.on('error', (e) => toast('error', `Sync failed: ${e.message}`));
+  // Listening before the join: the join replays the others' presence data at once.
+  state.presence = client.presenceData({ doc: docName() });
+  state.presence.on('change', renderPointers);
   await doc.join();
   await openBoard(client);
   const editor = $('editor');
@@ -273,6 +279,36 @@ async function openBoard(client) {
   wireCanvas($('board'));
 }
 
+/** Shares this pointer's place on the board (null: off the board), at most every
+ * POINTER_EVERY_MS; the latest place wins. */
+function sharePointer(point) {
+  clearTimeout(state.pointerTimer);
+  const wait = Math.max(0, state.pointerAt + POINTER_EVERY_MS - Date.now());
+  state.pointerTimer = setTimeout(() => {
+    state.pointerAt = Date.now();
+    const name = state.client.user?.username ?? 'guest';
+    state.presence.set({ pointer: point, colour: myColour(), name })
+      .catch((e) => toast('error', `Pointer not shared: ${e.message}`));
+  }, wait);
+}
+
+/** The others' pointers over the board, in their colour and name. */
+function renderPointers(others) {
+  const dots = [];
+  for (const [id, { user, data }] of others) {
+    const p = data?.pointer;
+    if (!Array.isArray(p)) continue;
+    const dot = el('span', `pointer ${typeof data.colour === 'string' && /^c[0-7]$/.test(data.colour) ? data.colour : colour(user.userId)}`);
+    dot.dataset.user = user.userId;
+    dot.dataset.connection = String(id);
+    dot.style.left = `${Math.min(100, Math.max(0, p[0] * 100))}%`;
+    dot.style.top = `${Math.min(100, Math.max(0, p[1] * 100))}%`;
+    dot.append(el('span', 'caret-name', user.username));
+    dots.push(dot);
+  }
+  $('board-pointers').replaceChildren(...dots);
+}
+
 function visibleStrokes() {
   const after = state.shared?.state.boardClearedAt ?? 0;
   return state.drawn.filter((m) => m.id === undefined || m.id > after);
@@ -316,7 +352,9 @@ function wireCanvas(canvas) {
     const colour = getComputedStyle(document.documentElement).getPropertyValue(`--${myColour()}`).trim();
     state.drawing = { points: [point(e)], colour: colour || '#4cc2ff' };
   };
+  canvas.onpointerleave = () => sharePointer(null);
   canvas.onpointermove = (e) => {
+    sharePointer(point(e));
     if (!state.drawing) return;
     state.drawing.points.push(point(e));
     drawStroke({ ...state.drawing, points: state.drawing.points.slice(-2) });

@@ -334,12 +334,16 @@ test('two people type into one document at once, converge and see each other\'s 
   for (let i = 1; i <= 10; i++) await ann.page.mouse.move(box.x + 20 + i * 15, box.y + 20 + i * 8);
   await ann.page.mouse.up();
   await bo.page.locator('#board[data-strokes="1"]').waitFor({ timeout: WAIT_MS });
+  // Ann's pointer over the board shows on bo's, with her name.
+  await ann.page.mouse.move(box.x + 300, box.y + 60);
+  await shows(bo.page, '#board-pointers .pointer[data-user="ann"] .caret-name', 'ann');
   // A third page opened now gets the same text, title and board.
   const cy = await openPage(`${srv.http}/collab#spec`);
   await joinCollab(cy.page, 'cy');
   assert.equal(await value(cy), final);
   await cy.page.waitForFunction(() => document.getElementById('title').value === 'Launch plan', null, { timeout: WAIT_MS });
   await cy.page.locator('#board[data-strokes="1"]').waitFor({ timeout: WAIT_MS });
+  await shows(cy.page, '#board-pointers .pointer[data-user="ann"]');
   await shot(ann.page, 'collab');
   await shot(cy.page, 'collab-late-joiner');
   await bo.page.click('#board-clear');
