@@ -29,6 +29,9 @@ use crate::clock::now_ns;
 /// How long setup waits for a connection's `doc:state`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Ready sockets taken from epoll per wait (the rest come at the next).
+const EVENTS_PER_WAIT: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct CollabConfig {
     /// `ws://host:port/ws`.
@@ -321,13 +324,13 @@ impl Epoll {
         timeout: Duration,
         mut on: impl FnMut(usize) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
-        // SAFETY: the buffer holds 256 events.
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
+        // SAFETY: the buffer holds EVENTS_PER_WAIT events.
         let n = unsafe {
             libc::epoll_wait(
                 self.0.as_raw_fd(),
                 events.as_mut_ptr(),
-                256,
+                EVENTS_PER_WAIT as i32,
                 timeout.as_millis() as i32,
             )
         };
