@@ -30,6 +30,7 @@ pub use error::SharedError;
 pub use messages::{ClientMsg, Place};
 pub use msg::{SharedOp, ToShared};
 
+use crate::features::docs::public_name;
 use crate::protocol::handshake::DOC_TOPIC_PREFIX;
 use crate::protocol::message::AppError;
 use crate::server::Ctx;
@@ -159,10 +160,7 @@ fn member_topic(ctx: &mut Ctx<'_>, key: usize, at: Place<'_>) -> Result<Arc<str>
         },
     };
     if !ctx.is_member(key, &topic) {
-        let name = topic
-            .strip_prefix(DOC_TOPIC_PREFIX)
-            .unwrap_or(&topic)
-            .to_string();
+        let name = public_name(&topic).to_string();
         return Err(AppError::Shared(SharedError::NotMember { topic: name }));
     }
     Ok(ctx.topic_name(key, &topic))

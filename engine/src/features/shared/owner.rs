@@ -25,7 +25,7 @@ impl Shared {
             | SharedOp::Presence { conn, .. } => *conn,
         };
         let Some(tk) = ctx.member_of_owned(&topic, conn.id) else {
-            let name = public(&topic).to_string();
+            let name = crate::features::docs::public_name(&topic).to_string();
             return refuse(ctx, conn, SharedError::NotMember { topic: name }, None);
         };
         let name = ctx.topic(tk).name.clone();
@@ -209,12 +209,6 @@ fn broadcast(
         ctx.to_conn(conn, events::ack(reference.as_deref(), b"id", id));
     }
     Ok(())
-}
-
-fn public(topic: &str) -> &str {
-    topic
-        .strip_prefix(crate::protocol::handshake::DOC_TOPIC_PREFIX)
-        .unwrap_or(topic)
 }
 
 fn refuse(ctx: &mut Ctx<'_>, conn: ConnRef, e: SharedError, reference: Option<&[u8]>) {
