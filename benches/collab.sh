@@ -9,7 +9,13 @@
 # SERVERS="corecast sharedb" runs each shape against both, alternating, on the same core
 # (sharedb: benches/peers/sharedb-server.js, ShareDB with ot-text-unicode in memory; needs
 # `npm ci --prefix benches/peers`; no cursors there, so its runs use 0 Hz). CORECAST_FLAGS adds
-# server flags (e.g. "--write-interval-ms 5").
+# server flags (e.g. "--write-interval-ms 5"). SPIN=1 makes the client poll without sleeping
+# (`loadgen collab --spin`), so that the server's sends do not also pay for waking it.
+# TEXT_EDITORS=N keeps the text in N editors per document and makes the rest typists
+# (`--text-editors`), which one client core can drive by the thousand.
+# `win_cpu_s` is the server's CPU over the measured window only and `per_cpu_s` the changes
+# submitted in that window per server CPU-second; `srv_cpu_s` is the whole run (connects,
+# warm-up and drain included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -37,8 +43,8 @@ start_server() {
   sleep 0.7
 }
 
-printf "%-9s %-12s %-3s %9s %8s %8s %8s %8s %8s %8s %9s %6s %8s\n" server shape run changes/s op_p50 op_p99 \
-  op_p999 ack_p99 cur_p50 cur_p99 converged errs srv_cpu_s
+printf "%-9s %-12s %-3s %9s %8s %8s %8s %8s %8s %8s %9s %6s %8s %8s %9s\n" server shape run changes/s op_p50 op_p99 \
+  op_p999 ack_p99 cur_p50 cur_p99 converged errs srv_cpu_s win_cpu_s per_cpu_s
 for r in $(seq 1 "$repeats"); do
   for shape in "${shapes[@]}"; do
   for server in "${servers[@]}"; do
@@ -48,17 +54,19 @@ for r in $(seq 1 "$repeats"); do
     before=$(cpu_secs $srv)
     json=$(taskset -c 1 ./target/release/loadgen collab --url "$url" --protocol "$server" \
       --docs "$docs" --editors "$editors" --rate "$rate" --cursor-hz "${hz:-0}" \
-      --duration "$duration" --warmup 1 --drain 5 --json --doc-prefix "b$r" || true)
+      --duration "$duration" --warmup 1 --drain 5 --json --doc-prefix "b$r" \
+      --server-pid "$srv" ${SPIN:+--spin} ${TEXT_EDITORS:+--text-editors $TEXT_EDITORS} || true)
     after=$(cpu_secs $srv)
     kill -INT $srv; wait $srv 2>/dev/null || true
     echo "$json" | python3 -c "
 import json,sys
 r=json.load(sys.stdin); o=r['op_ms']; c=r['cursor_ms']
 cps=r['changes_sent']/(r['measured_secs']+1)
-print('%-9s %-12s %-3s %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9s %6d %8.2f' % ('$server', '$shape', $r, cps,
+win=r['server_cpu_s'] or 0
+print('%-9s %-12s %-3s %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9s %6d %8.2f %8.2f %9.0f' % ('$server', '$shape', $r, cps,
   o['p50'], o['p99'], o['p999'], r['ack_ms']['p99'], c['p50'], c['p99'],
   'NO (%d)' % len(r['divergences']) if r['divergences'] else ('behind (%d)' % r['unsettled'] if r['unsettled'] else 'yes'), len(r['errors']),
-  $after-$before))
+  $after-$before, win, r['window_changes']/max(win,1e-9)))
 " || echo "$server $shape $r: no result"
     sleep 0.3
   done

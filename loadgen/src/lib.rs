@@ -14,6 +14,7 @@ pub mod event_loop;
 pub mod frame;
 pub mod handshake;
 pub mod marker;
+pub mod process_cpu;
 pub mod protocol;
 pub mod recorder;
 pub mod report;

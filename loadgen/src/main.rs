@@ -95,6 +95,19 @@ struct CollabArgs {
     /// `docs`; no cursors).
     #[arg(long, value_enum, default_value_t = CollabProtocol::Corecast)]
     protocol: CollabProtocol,
+    /// The server's process id: report its CPU seconds over the measured window, and the
+    /// changes applied per server CPU-second.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Poll sockets without sleeping (one busy client core), so that the server's sends on
+    /// loopback do not also pay for waking the client.
+    #[arg(long)]
+    spin: bool,
+    /// Editors per document that keep the text and are checked against the server's; the
+    /// others are typists, which insert at the start and follow the versions only, so that one
+    /// client core can drive a thousand editors on one document (default: all keep the text).
+    #[arg(long)]
+    text_editors: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -391,6 +404,9 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
         drain: a.drain,
         doc_prefix: a.doc_prefix.clone(),
         proto,
+        server_pid: a.server_pid,
+        spin: a.spin,
+        text_editors: a.text_editors,
     };
     let r = loadgen::collab::run(&cfg).map_err(|e| anyhow::anyhow!(e))?;
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
@@ -408,6 +424,9 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
             "p999": ms(&r.cursor_latency_us, 0.999)},
         "cursor_moves": r.cursor_moves, "cursor_frames": r.cursor_frames,
         "cursor_entries": r.cursor_entries,
+        "window_changes": r.window_changes, "server_cpu_s": r.server_cpu_secs,
+        "changes_per_server_cpu_s": r.server_cpu_secs.map(|s| r.window_changes as f64 / s.max(1e-9)),
+        "spin": a.spin, "text_editors": a.text_editors,
         "divergences": r.divergences, "unsettled": r.unsettled.len(), "errors": r.errors,
     });
     if a.json {

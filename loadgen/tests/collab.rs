@@ -28,6 +28,10 @@ fn editors_typing_at_once_converge_and_are_measured() {
         drain: 10.0,
         doc_prefix: "t".into(),
         proto: Proto::Corecast,
+        // The server runs in this process: the window's CPU is the server's and the client's.
+        server_pid: Some(std::process::id()),
+        spin: false,
+        text_editors: None,
     };
     let r = run(&cfg).unwrap();
     assert!(r.divergences.is_empty(), "{:?}", r.divergences);
@@ -36,5 +40,11 @@ fn editors_typing_at_once_converge_and_are_measured() {
     assert!(r.changes_sent > 100, "{}", r.changes_sent);
     assert!(!r.op_latency_us.is_empty() && !r.ack_latency_us.is_empty());
     assert!(r.cursor_frames > 0 && r.cursor_moves > 0);
+    assert!(r.window_changes > 0 && r.window_changes < r.changes_sent);
+    assert!(
+        r.server_cpu_secs.is_some_and(|s| s > 0.0),
+        "{:?}",
+        r.server_cpu_secs
+    );
     srv.shutdown().unwrap();
 }

@@ -4,11 +4,20 @@
 //! implementation's).
 //!
 //! Invariant: `text` is the server's text at `version` with the in-flight change and then the
-//! buffered ops applied.
+//! buffered ops applied; a typist keeps no text, only the version.
+//!
+//! A typist is the cheap editor that lets one client core drive a thousand editors on one
+//! document: it follows the same discipline (one change in flight, based on the last version
+//! it has seen, every version heard in order) but inserts at the start of the document, which
+//! is valid at any version, so it never needs the text.
 
 use corecast::features::docs::op_json::{from_json as ops_from, to_json as ops_json};
 use corecast::features::docs::operation::{transform_lists, Op};
+use std::borrow::Cow;
+
 use ropey::Rope;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// The protocol an editor speaks.
@@ -33,7 +42,55 @@ pub struct Editor {
     pub inflight: Option<(u64, Vec<Op>)>,
     pub pending: Vec<Op>,
     pub seq: u64,
+    /// Keeps no text: inserts at the start and follows the versions only.
+    pub typist: bool,
     rng: u64,
+}
+
+/// The fields of a corecast frame the run reads, borrowed; the ops stay raw until needed.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    version: Option<u64>,
+    seq: Option<u64>,
+    #[serde(borrow)]
+    ops: Option<&'a RawValue>,
+}
+
+/// One op of a `doc:operation`, borrowed.
+#[derive(Deserialize)]
+struct WireOp<'a> {
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
+    position: usize,
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    length: Option<usize>,
+}
+
+/// A typist's fast path: the version of a `doc:operation` as the engine writes it (`type`
+/// first, `version` before the ops), found without parsing; `None` for any other frame. The
+/// first unescaped `"version":` is the field: inside a JSON string every quote is escaped.
+fn operation_version(text: &str) -> Option<u64> {
+    static FIELD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(br#""version":"#));
+    let rest = text.strip_prefix(r#"{"type":"doc:operation","#)?;
+    let at = FIELD.find(rest.as_bytes())? + FIELD.needle().len();
+    let digits = rest[at..].bytes().take_while(u8::is_ascii_digit).count();
+    rest[at..at + digits].parse().ok()
+}
+
+fn wire_ops(raw: Option<&RawValue>) -> Result<Vec<Op>, String> {
+    let raw = raw.ok_or("doc:operation without ops")?;
+    let ops: Vec<WireOp> = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    ops.into_iter()
+        .map(|o| match (&*o.operation, o.content, o.length) {
+            ("insert", Some(c), _) => Ok(Op::insert(o.position, &c)),
+            ("delete", _, Some(n)) => Ok(Op::delete(o.position, n)),
+            _ => Err(format!("unknown op {}", o.operation)),
+        })
+        .collect()
 }
 
 /// What a frame meant to the run's figures.
@@ -65,6 +122,7 @@ impl Editor {
             inflight: None,
             pending: Vec::new(),
             seq: 0,
+            typist: false,
             rng: seed | 1,
         }
     }
@@ -78,8 +136,13 @@ impl Editor {
 
     /// A random keystroke: mostly inserts of one character, some deletes.
     pub fn edit(&mut self) {
-        let len = self.text.len_chars();
         let r = self.random();
+        if self.typist {
+            let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6];
+            self.pending.push(Op::insert(0, &c.to_string()));
+            return;
+        }
+        let len = self.text.len_chars();
         let op = if len < 8 || !r.is_multiple_of(4) {
             let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6];
             Op::insert((r >> 16) as usize % (len + 1), &c.to_string())
@@ -111,6 +174,44 @@ impl Editor {
         Some((self.seq, msg.to_string()))
     }
 
+    /// A frame's text from the server, with its parsed value when the run's figures need it
+    /// (a `doc:ack` or `doc:operation` is read without building one).
+    pub fn on_text(&mut self, text: &str) -> Result<(Heard, Option<Value>), String> {
+        if self.proto == Proto::Corecast {
+            if let Some(version) = self.typist.then(|| operation_version(text)).flatten() {
+                self.apply_remote(version, Vec::new())?;
+                return Ok((Heard::Change { version }, None));
+            }
+            if let Ok(w) = serde_json::from_str::<Wire>(text) {
+                let version = w.version.unwrap_or(0);
+                match &*w.kind {
+                    "doc:ack" => return Ok((self.on_ack(w.seq.unwrap_or(0), version), None)),
+                    "doc:operation" => {
+                        let ops = if self.typist {
+                            Vec::new()
+                        } else {
+                            wire_ops(w.ops)?
+                        };
+                        self.apply_remote(version, ops)?;
+                        return Ok((Heard::Change { version }, None));
+                    }
+                    "cursor:update" | "doc:state" | "error" => {}
+                    _ => return Ok((Heard::Other, None)),
+                }
+            }
+        }
+        let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Ok((self.on_frame(&v)?, Some(v)))
+    }
+
+    fn on_ack(&mut self, seq: u64, version: u64) -> Heard {
+        if self.inflight.as_ref().is_some_and(|(s, _)| *s == seq) {
+            self.inflight = None;
+            self.version = self.version.max(version);
+        }
+        Heard::Ack { seq, version }
+    }
+
     /// A frame from the server.
     pub fn on_frame(&mut self, v: &Value) -> Result<Heard, String> {
         if self.proto == Proto::ShareDb {
@@ -124,12 +225,7 @@ impl Editor {
             }
             Some("doc:ack") => {
                 let seq = v["seq"].as_u64().unwrap_or(0);
-                let version = v["version"].as_u64().unwrap_or(0);
-                if self.inflight.as_ref().is_some_and(|(s, _)| *s == seq) {
-                    self.inflight = None;
-                    self.version = self.version.max(version);
-                }
-                Ok(Heard::Ack { seq, version })
+                Ok(self.on_ack(seq, v["version"].as_u64().unwrap_or(0)))
             }
             Some("doc:operation") => {
                 let version = v["version"].as_u64().unwrap_or(0);
@@ -186,6 +282,10 @@ impl Editor {
                 "{}: change {version} after {}",
                 self.client, self.version
             ));
+        }
+        if self.typist {
+            self.version = version;
+            return Ok(());
         }
         // corecast: the change applied first (theirs) keeps its insert left on a tie; ShareDB
         // transforms a submitted op with side "left": ours keeps it.
@@ -252,6 +352,25 @@ fn from_components(v: &Value) -> Result<Vec<Op>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typist_reads_the_version_without_parsing_and_follows_in_order() {
+        let frame = r#"{"type":"doc:operation","doc":"a\"version\":7","version":12,"ops":[]}"#;
+        assert_eq!(operation_version(frame), Some(12));
+        assert_eq!(operation_version(r#"{"type":"doc:ack","version":3}"#), None);
+        let mut e = Editor::new("d", "c1".into(), 7);
+        e.typist = true;
+        e.version = 11;
+        assert_eq!(e.on_text(frame).unwrap().0, Heard::Change { version: 12 });
+        assert_eq!(e.version, 12);
+        assert!(e.on_text(frame).is_err(), "a repeated version is a failure");
+        e.edit();
+        let (_, msg) = e.flush().unwrap();
+        assert!(
+            msg.contains(r#""position":0"#) && msg.contains(r#""version":12"#),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn an_editor_rebases_its_buffer_on_a_remote_change() {

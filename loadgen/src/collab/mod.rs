@@ -29,6 +29,11 @@ use crate::clock::now_ns;
 /// How long setup waits for a connection's `doc:state`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Each editor's read buffer. tungstenite zero-fills the whole buffer before every read, so
+/// its default (128 KiB) cost a fifth of the client's time at 1,000 editors; a 20 ms batch
+/// of changes to one editor is a few KB.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Ready sockets taken from epoll per wait (the rest come at the next).
 const EVENTS_PER_WAIT: usize = 256;
 
@@ -48,6 +53,15 @@ pub struct CollabConfig {
     pub drain: f64,
     pub doc_prefix: String,
     pub proto: Proto,
+    /// The server's process, to charge it the CPU seconds of the measured window.
+    pub server_pid: Option<u32>,
+    /// Poll the sockets without sleeping: a sleeping client makes each of the server's
+    /// `send()` calls on loopback also pay for waking it, which on a network the client's own
+    /// host would pay.
+    pub spin: bool,
+    /// Editors per document that keep the text and are checked against the server's (the
+    /// rest are typists: `editor`); `None`: all of them.
+    pub text_editors: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -61,6 +75,10 @@ pub struct CollabReport {
     pub cursor_entries: u64,
     pub cursor_frames: u64,
     pub measured_secs: f64,
+    /// Changes submitted inside the measured window, and the server's CPU seconds over it
+    /// (with `server_pid`).
+    pub window_changes: u64,
+    pub server_cpu_secs: Option<f64>,
     pub divergences: Vec<String>,
     /// Editors with a change still unacknowledged when the drain ended (the server fell
     /// behind): not a divergence, but the run fails too.
@@ -81,7 +99,13 @@ struct Seat {
 
 /// Runs the scenario; the report says whether it converged.
 pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
+    let joining = std::time::Instant::now();
     let mut seats = setup(cfg)?;
+    eprintln!(
+        "loadgen collab: {} editors joined in {:.1} s",
+        seats.len(),
+        joining.elapsed().as_secs_f64()
+    );
     let epoll = Epoll::new(&seats)?;
     let start = now_ns();
     let secs = |s: f64| (s * 1e9) as u64;
@@ -98,9 +122,12 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
     }
     let mut t = Tracker::new(cfg.docs, cfg.editors, measure_from);
     let drain_until = stop_edits + secs(cfg.drain);
+    let mut window = Window::default();
+    let wait = Duration::from_millis(if cfg.spin { 0 } else { 1 });
     loop {
         let now = now_ns();
         let editing = now < stop_edits;
+        window.observe(cfg.server_pid, now >= measure_from, editing, t.changes_sent)?;
         for (i, s) in seats.iter_mut().enumerate() {
             if editing && now >= s.next_edit {
                 s.editor.edit();
@@ -124,10 +151,46 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
         if !editing && (settled || now >= drain_until) {
             break;
         }
-        epoll.wait(Duration::from_millis(1), |i| read(&mut seats[i], i, &mut t))?;
+        epoll.wait(wait, |i| read(&mut seats[i], i, &mut t))?;
     }
     let measured = (stop_edits - measure_from) as f64 / 1e9;
-    Ok(t.finish(measured, converged(cfg, &seats)))
+    let mut report = t.finish(measured, converged(cfg, &seats));
+    (report.window_changes, report.server_cpu_secs) = window.result();
+    Ok(report)
+}
+
+/// The measured window's changes and server CPU: a reading when it opens and one when edits
+/// stop.
+#[derive(Default)]
+struct Window {
+    from: Option<(u64, Option<f64>)>,
+    to: Option<(u64, Option<f64>)>,
+}
+
+impl Window {
+    fn observe(
+        &mut self,
+        pid: Option<u32>,
+        open: bool,
+        editing: bool,
+        changes: u64,
+    ) -> Result<(), String> {
+        let cpu = || pid.map(crate::process_cpu::cpu_seconds).transpose();
+        if open && self.from.is_none() {
+            self.from = Some((changes, cpu()?));
+        }
+        if !editing && self.to.is_none() {
+            self.to = Some((changes, cpu()?));
+        }
+        Ok(())
+    }
+
+    fn result(&self) -> (u64, Option<f64>) {
+        match (self.from, self.to) {
+            (Some((c0, s0)), Some((c1, s1))) => (c1 - c0, s0.zip(s1).map(|(a, b)| b - a)),
+            _ => (0, None),
+        }
+    }
 }
 
 fn submit(s: &mut Seat, i: usize, t: &mut Tracker, now: u64) {
@@ -153,11 +216,10 @@ fn read(s: &mut Seat, i: usize, t: &mut Tracker) -> Result<(), String> {
         match s.ws.read() {
             Ok(Message::Text(text)) => {
                 let now = now_ns();
-                let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-                match s.editor.on_frame(&v) {
-                    Ok(heard) => {
+                match s.editor.on_text(&text) {
+                    Ok((heard, v)) => {
                         let ack = matches!(heard, Heard::Ack { .. });
-                        t.heard(s.doc, i, &heard, &v, now);
+                        t.heard(s.doc, i, &heard, v.as_ref(), now);
                         if ack {
                             submit(s, i, t, now);
                         }
@@ -177,7 +239,10 @@ fn read(s: &mut Seat, i: usize, t: &mut Tracker) -> Result<(), String> {
 /// A connection that has joined `doc`: its socket and the document's state message (for
 /// ShareDB also the connection's agent id).
 fn connect(cfg: &CollabConfig, doc: &str) -> Result<(Ws, Value, String), String> {
-    let (mut ws, _) = tungstenite::connect(&cfg.url).map_err(|e| format!("{}: {e}", cfg.url))?;
+    let config =
+        tungstenite::protocol::WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let (mut ws, _) = tungstenite::client::connect_with_config(&cfg.url, Some(config), 0)
+        .map_err(|e| format!("{}: {e}", cfg.url))?;
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(JOIN_TIMEOUT))
             .map_err(|e| e.to_string())?;
@@ -228,6 +293,7 @@ fn setup(cfg: &CollabConfig) -> Result<Vec<Seat>, String> {
             let mut editor = Editor::new(&doc, client, (d * 7919 + e * 104_729 + 1) as u64);
             editor.proto = cfg.proto;
             editor.agent = agent;
+            editor.typist = cfg.text_editors.is_some_and(|n| e >= n);
             editor.on_frame(&state)?;
             if let MaybeTlsStream::Plain(s) = ws.get_ref() {
                 s.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -274,7 +340,7 @@ fn converged(cfg: &CollabConfig, seats: &[Seat]) -> (Vec<String>, Vec<String>) {
             if !s.editor.settled() {
                 // Its last change never came back within the drain: the server fell behind.
                 unsettled.push(s.editor.client.clone());
-            } else if mine != text || Some(s.editor.version) != version {
+            } else if (!s.editor.typist && mine != text) || Some(s.editor.version) != version {
                 out.push(format!(
                     "{}: {} chars at v{}, server {} chars at v{:?}",
                     s.editor.client,
