@@ -9,7 +9,7 @@
 # SERVERS="corecast sharedb" runs each shape against both, alternating, on the same core
 # (sharedb: benches/peers/sharedb-server.js, ShareDB with ot-text-unicode in memory; needs
 # `npm ci --prefix benches/peers`; no cursors there, so its runs use 0 Hz). CORECAST_FLAGS adds
-# server flags (e.g. "--write-interval-ms 5"). SPIN=1 makes the client poll without sleeping
+# server flags (e.g. "--write-interval-ms 5"), CORECAST_BIN another build (for an A/B). SPIN=1 makes the client poll without sleeping
 # (`loadgen collab --spin`), so that the server's sends do not also pay for waking it.
 # TEXT_EDITORS=N keeps the text in N editors per document and makes the rest typists
 # (`--text-editors`), which one client core can drive by the thousand.
@@ -34,7 +34,7 @@ start_server() {
     PORT=$port taskset -c 0 node benches/peers/sharedb-server.js > /dev/null &
     url=ws://127.0.0.1:$port/
   else
-    taskset -c 0 ./target/release/corecast --shards 1 --pin false --rate-limit off \
+    taskset -c 0 "${CORECAST_BIN:-./target/release/corecast}" --shards 1 --pin false --rate-limit off \
       --request-rate off --user-request-rate off --ip-request-rate off \
       --addr 127.0.0.1:$port --log warn ${CORECAST_FLAGS:-} &
     url=ws://127.0.0.1:$port/ws

@@ -24,6 +24,9 @@ pub struct Ready {
     /// Readable, or the peer closed or failed: a read will tell which.
     pub read: bool,
     pub write: bool,
+    /// The peer closed its end (or the socket failed): a read must go on to `EAGAIN` or EOF,
+    /// as no later edge will tell it again.
+    pub closed: bool,
 }
 
 pub struct Poller {
@@ -96,10 +99,12 @@ impl Poller {
         };
         let read_mask = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let write_mask = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        let closed_mask = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         out.extend(self.events[..n].iter().map(|e| Ready {
             token: e.u64,
             read: e.events & read_mask != 0,
             write: e.events & write_mask != 0,
+            closed: e.events & closed_mask != 0,
         }));
         Ok(n)
     }

@@ -5,8 +5,9 @@
 //! Invariants:
 //! - Socket reads land in the shard's scratch buffer; only an incomplete frame's bytes are kept
 //!   per connection, so an idle connection holds no read buffer, and no task.
-//! - A connection is read until `EAGAIN` (the set is edge-triggered), or listed in
-//!   `read_again` (fairness) or `paused_readers` (back-pressure) to be read later.
+//! - A connection is read until `EAGAIN` (the set is edge-triggered), or until a short read
+//!   when its event carried no news of the peer's end (a later arrival raises a new edge), or
+//!   listed in `read_again` (fairness) or `paused_readers` (back-pressure) to be read later.
 
 use std::cell::RefCell;
 use std::io;
@@ -329,7 +330,7 @@ impl Shard {
         self.reap();
         for (key, id) in std::mem::take(&mut self.read_again) {
             if self.conns.get(key).is_some_and(|c| c.id == id) {
-                self.on_readable(key);
+                self.on_readable(key, true);
             }
         }
         let mut ready = std::mem::take(&mut self.ready_scratch);
@@ -350,7 +351,7 @@ impl Shard {
                 self.on_writable(key);
             }
             if r.read {
-                self.on_readable(key);
+                self.on_readable(key, r.closed);
             }
         }
         self.ready_scratch = ready;
@@ -423,7 +424,11 @@ impl Shard {
 
     /// Connection `key`'s socket has bytes (or news of its end): read until `EAGAIN`, at
     /// most [`READS_PER_POLL_MAX`] times before letting the others have a turn.
-    fn on_readable(&mut self, key: usize) {
+    ///
+    /// A read shorter than the buffer emptied the socket, so unless `closing` (the event said
+    /// the peer ended, which no later edge would repeat) there is nothing to look for until
+    /// the next edge: that saves an `EAGAIN` read, a turn and a harvest per message.
+    fn on_readable(&mut self, key: usize, closing: bool) {
         for _ in 0..READS_PER_POLL_MAX {
             let conn = &mut self.conns[key];
             if conn.phase == Phase::Done {
@@ -448,7 +453,7 @@ impl Shard {
                     conn.last_rx = Instant::now();
                     conn.ping_sent = None;
                     self.process(key, &mut scratch[..n]);
-                    None
+                    (n < scratch.len() && !closing).then_some(false)
                 }
             };
             self.read_scratch = scratch;
