@@ -9,7 +9,8 @@
 # SERVERS="corecast sharedb" runs each shape against both, alternating, on the same core
 # (sharedb: benches/peers/sharedb-server.js, ShareDB with ot-text-unicode in memory; needs
 # `npm ci --prefix benches/peers`; no cursors there, so its runs use 0 Hz). CORECAST_FLAGS adds
-# server flags (e.g. "--write-interval-ms 5"), CORECAST_BIN another build (for an A/B). SPIN=1 makes the client poll without sleeping
+# server flags (e.g. "--write-interval-ms 5"), CORECAST_BIN another build (for an A/B), NO_BUILD=1
+# skips the build (to edit sources while it runs). SPIN=1 makes the client poll without sleeping
 # (`loadgen collab --spin`), so that the server's sends do not also pay for waking it.
 # TEXT_EDITORS=N keeps the text in N editors per document and makes the rest typists
 # (`--text-editors`), which one client core can drive by the thousand.
@@ -23,7 +24,7 @@ repeats=${2:-3}
 shift $(( $# < 2 ? $# : 2 ))
 if [ $# -gt 0 ]; then shapes=("$@"); else shapes=(10x10x2x5 1x100x5x0 1x300x1x0 100x2x20x0); fi
 
-cargo build --release -q -p corecast -p loadgen
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p corecast -p loadgen
 port=38$(( RANDOM % 90 + 10 ))
 ticks=$(getconf CLK_TCK)
 cpu_secs() { awk -v t="$ticks" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }

@@ -70,6 +70,9 @@ counters! {
     users,
     /// Messages refused by a rate limit or a request budget (`rate_limited`).
     rate_limited,
+    /// Budget units charged after the fact for heavy work (a document change transformed
+    /// against many ops): what put a client into debt.
+    budget_debited,
     /// Typing, read and status repeats that changed nothing: acknowledged, sent nowhere.
     conflated,
     /// Offline users forgotten, or records refused, because the directory was full.

@@ -283,3 +283,53 @@ fn cursors_across_shards_update_follow_and_go() {
     assert_eq!(a.recv_type("cursor:remove")["connectionId"], b.id);
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn a_change_far_behind_is_charged_its_transform_and_the_author_waits() {
+    // A bucket of 300 units, 30 a second; the owner is on the other shard, so the charge
+    // travels back to the author's.
+    let srv = server(|c| c.request_rate = "300/10s".into());
+    let addr = srv.local_addr();
+    let doc = doc_on(0, 2, "debt");
+    let mut b = Client::user(addr, &common::room_on(1, 2, "b"), "bob");
+    b.send(json!({"type": "doc:join", "doc": doc}));
+    b.recv_type("doc:state");
+    let ops = |n: usize| Value::Array((0..n).map(|_| insert(0, "x")).collect());
+    for v in 0..2 {
+        b.send(json!({"type": "doc:change", "doc": doc, "version": v, "ops": ops(200)}));
+        assert_eq!(b.recv_type("doc:ack")["version"], v + 1);
+    }
+    let before = common::stats(&srv)["budget_debited"].as_u64().unwrap();
+    // 256 ops against the 400 applied since version 0: 102,400 pairs, 100 units.
+    b.send(json!({"type": "doc:change", "doc": doc, "version": 0, "ops": ops(256)}));
+    assert_eq!(b.recv_type("doc:ack")["version"], 3);
+    let mut refused = None;
+    for _ in 0..4 {
+        // With what the light changes took, the next heavy change or the one after finds
+        // bob in debt.
+        b.send(json!({"type": "doc:change", "doc": doc, "version": 0, "ops": ops(256)}));
+        let v = b.recv_type_or_error("doc:ack");
+        if v["type"] == "error" {
+            refused = Some(v);
+            break;
+        }
+    }
+    let refused = refused.expect("the debt refuses bob's requests");
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    let debited = common::stats(&srv)["budget_debited"].as_u64().unwrap() - before;
+    assert!(debited >= 100, "{debited}");
+    // Still connected, and served again once the debt is paid back.
+    let t0 = std::time::Instant::now();
+    loop {
+        b.send(json!({"type": "doc:sync", "doc": doc, "version": 3}));
+        let v = b.recv_type_or_error("doc:operations");
+        if v["type"] == "doc:operations" {
+            assert_eq!(v["from"], 3);
+            break;
+        }
+        assert_eq!(v["code"], "rate_limited", "{v}");
+        assert!(t0.elapsed().as_secs() < 15, "still refused: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    srv.shutdown().unwrap();
+}

@@ -121,6 +121,14 @@ impl TokenBucket {
         self.tokens = (self.tokens + f64::from(n)).min(limit.messages as f64);
     }
 
+    /// Takes `n` tokens for work already done, into debt if need be (at most one bucket's
+    /// worth below empty): the next requests wait until it is paid back.
+    pub fn debit(&mut self, limit: &RateLimit, now: Instant, n: u32) {
+        self.refill(limit, now);
+        let floor = -(limit.messages as f64);
+        self.tokens = (self.tokens - f64::from(n)).max(floor);
+    }
+
     /// Takes a token for one message.
     pub fn take(&mut self, limit: &RateLimit, now: Instant) -> Verdict {
         self.refill(limit, now);
@@ -145,6 +153,26 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_debit_goes_into_bounded_debt_that_refusals_then_pay_back() {
+        let limit = RateLimit {
+            messages: 10,
+            window: Duration::from_secs(1),
+        };
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(&limit, t0);
+        b.debit(&limit, t0, 1_000);
+        // At most one bucket below empty: 11 tokens to earn back at 10/s for the next one.
+        let wait = b.take_n(&limit, t0, 1).unwrap_err();
+        assert!((1.09..=1.11).contains(&wait.as_secs_f64()), "{wait:?}");
+        assert!(b
+            .take_n(&limit, t0 + Duration::from_millis(1000), 1)
+            .is_err());
+        assert!(b
+            .take_n(&limit, t0 + Duration::from_millis(1150), 1)
+            .is_ok());
+    }
 
     #[test]
     fn parses_presets_and_rates() {

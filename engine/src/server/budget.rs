@@ -76,6 +76,34 @@ impl Shard {
         Ok(())
     }
 
+    /// Charges `cost` for work already done for connection `key` (a feature's heavy request)
+    /// to its three budgets, into debt if need be: its next requests are refused until paid.
+    pub fn debit(&mut self, key: usize, cost: u32, now: Instant) {
+        let limits = self.budgets;
+        let conn = &mut self.conns[key];
+        let user_id = conn.authenticated_user().map(|u| Arc::from(&*u.id));
+        let ip = conn.ip;
+        if let Some(limit) = &limits.connection {
+            conn.request_bucket
+                .get_or_insert_with(|| TokenBucket::new(limit, now))
+                .debit(limit, now, cost);
+        }
+        if let (Some(limit), Some(id)) = (&limits.user, user_id) {
+            let local = self.local_users.get_mut(&id).expect("a user's connection");
+            local
+                .bucket
+                .get_or_insert_with(|| TokenBucket::new(limit, now))
+                .debit(limit, now, cost);
+        }
+        if let (Some(limit), Some(ip)) = (&limits.address, ip) {
+            let budget = self.addresses.get_mut(&ip).expect("a connection's address");
+            budget.bucket.debit(limit, now, cost);
+        }
+        self.stats
+            .budget_debited
+            .fetch_add(u64::from(cost), RELAXED);
+    }
+
     fn refused(&self, budget: &'static str, retry_ms: u64) -> AppError {
         self.stats.rate_limited.fetch_add(1, RELAXED);
         AppError::Throttled { budget, retry_ms }

@@ -174,6 +174,12 @@ impl<'a> Ctx<'a> {
         self.core.charge(key, cost, self.now.mono)
     }
 
+    /// Charges connection `conn` (anywhere) `units` for work already done for it, into debt
+    /// if need be: its next requests are refused until it is paid back.
+    pub fn debit(&mut self, conn: ConnRef, units: u32) {
+        self.core.debit_conn(conn, units, self.now.mono);
+    }
+
     /// The content of a message a client sends, encoded, within `--max-content-bytes` and the
     /// connection's `--rate-limit` (a warning is queued when 80% of the bucket is used).
     pub fn checked_content(

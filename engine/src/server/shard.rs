@@ -282,6 +282,7 @@ impl Shard {
                 }
             }
             ShardMsg::ToConn { conn, frame } => self.deliver_to_conn(conn, frame),
+            ShardMsg::Debit { conn, units } => self.debit_conn(conn, units, now.mono),
             ShardMsg::ToUser { user_id, frame } => self.deliver_to_local_user(&user_id, &frame),
             ShardMsg::GatherPart {
                 gather,
@@ -689,6 +690,22 @@ impl Shard {
         }
         if self.conns.get(conn.key).is_some_and(|c| c.id == conn.id) {
             self.enqueue(conn.key, frame);
+        }
+    }
+
+    /// Charges connection `conn` (anywhere) `units` of its request budgets for work done
+    /// (`budget::debit`); nothing if it closed.
+    pub fn debit_conn(&mut self, conn: ConnRef, units: u32, now: Instant) {
+        let shard = shard_of(conn.id);
+        if shard != self.id {
+            return self.send_to(shard, ShardMsg::Debit { conn, units });
+        }
+        let open = self
+            .conns
+            .get(conn.key)
+            .is_some_and(|c| c.id == conn.id && c.phase == Phase::Open);
+        if open {
+            self.debit(conn.key, units, now);
         }
     }
 

@@ -74,6 +74,9 @@ pub enum ShardMsg {
     DeliverSome(Box<(Arc<str>, Bytes, Delivery)>),
     /// A frame for one connection (an answer from an owner); dropped if it closed.
     ToConn { conn: ConnRef, frame: Bytes },
+    /// Charge connection `conn`'s request budgets `units` for work an owner did for it
+    /// (`Shard::debit`); nothing if it closed.
+    Debit { conn: ConnRef, units: u32 },
     /// A frame for every connection of `user_id` on this shard.
     ToUser { user_id: Arc<str>, frame: Bytes },
     /// One shard's part of gather `gather` (see `server::gather`).

@@ -65,8 +65,13 @@ pub struct Change {
 /// What a submitted change did.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Applied as version `version`, with `ops` as transformed.
-    Applied { version: u64, ops: Arc<[Op]> },
+    /// Applied as version `version`, with `ops` as transformed; `pairs`: the op pairs its
+    /// transform took (the work its author is charged for).
+    Applied {
+        version: u64,
+        ops: Arc<[Op]>,
+        pairs: usize,
+    },
     /// Already applied (a resubmit): its version, when it is still known.
     Duplicate { version: u64 },
 }
@@ -172,7 +177,7 @@ impl Document {
         }
         check_shape(&s.ops)?;
         let base = s.base.unwrap_or(self.version);
-        let ops = self.transformed(base, s.ops)?;
+        let (ops, pairs) = self.transformed(base, s.ops)?;
         check_ranges(&ops, self.text.len_chars())?;
         let inserted: usize = ops.iter().map(inserted_json).sum();
         if self.json_bytes + inserted <= self.max_bytes {
@@ -207,6 +212,7 @@ impl Document {
         Ok(Outcome::Applied {
             version: self.version,
             ops,
+            pairs,
         })
     }
 
@@ -228,7 +234,9 @@ impl Document {
         Some(found.map_or(version, |c| c.version))
     }
 
-    fn transformed(&self, base: u64, ops: Vec<Op>) -> Result<Vec<Op>, ChangeError> {
+    /// `ops` (based on `base`) transformed against every op applied since, and the op pairs
+    /// that took.
+    fn transformed(&self, base: u64, ops: Vec<Op>) -> Result<(Vec<Op>, usize), ChangeError> {
         if base > self.version {
             let current = self.version;
             return Err(ChangeError::InvalidVersion {
@@ -262,7 +270,7 @@ impl Document {
                 max,
             });
         }
-        Ok(ops)
+        Ok((ops, work))
     }
 
     fn remember(&mut self, client: Arc<str>, seq: u64) {
@@ -405,7 +413,7 @@ mod tests {
         submit(&mut d, Some(0), vec![Op::insert(0, "héllo")], None).unwrap();
         // Two editors at version 1 insert at the same place: the first applied stays left.
         submit(&mut d, Some(1), vec![Op::insert(5, " A")], None).unwrap();
-        let Outcome::Applied { version, ops } =
+        let Outcome::Applied { version, ops, .. } =
             submit(&mut d, Some(1), vec![Op::insert(5, " B")], None).unwrap()
         else {
             panic!("applied")

@@ -49,6 +49,13 @@ pub const DOC_USERS_LISTED_MAX: usize = 1000;
 /// change can hold its shard for long.
 pub const TRANSFORM_PAIRS_MAX: usize = 1 << 20;
 
+/// Op pairs transformed per request-budget unit charged to a change's author, beyond the
+/// change's own unit: a pair takes about 80 ns (`benches/micro/transform.rs`), so a unit is
+/// ~85 µs of the shard, about what one small message costs end to end. A script that bases
+/// its changes on old versions is slowed by its own budget instead of holding the shard (the
+/// most a change can take, `TRANSFORM_PAIRS_MAX`, costs 1,024 units).
+pub const TRANSFORM_PAIRS_PER_UNIT: usize = 1024;
+
 /// Ops a change may have once transformed (deletes split around inserts): past it the change
 /// is refused with `version_too_old`, so `doc:operation` stays a bounded frame.
 pub const TRANSFORMED_OPS_MAX: usize = 4 * OPS_PER_CHANGE_MAX;

@@ -251,7 +251,7 @@ fn serve(doc: &mut Document, up: &Up, editors: &mut [Editor]) {
         })
         .expect("a disciplined editor's change applies");
     match outcome {
-        Outcome::Applied { version, ops } => {
+        Outcome::Applied { version, ops, .. } => {
             for (i, e) in editors.iter_mut().enumerate() {
                 let down = if i == up.client {
                     Down::Ack {

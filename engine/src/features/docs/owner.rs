@@ -8,7 +8,9 @@ use bytes::Bytes;
 use super::document::{Outcome, Submit};
 use super::error::DocError;
 use super::events;
-use super::limits::{DOC_BYTES_PER_SHARD_MAX, DOC_EDITORS_MAX, DOC_USERS_LISTED_MAX};
+use super::limits::{
+    DOC_BYTES_PER_SHARD_MAX, DOC_EDITORS_MAX, DOC_USERS_LISTED_MAX, TRANSFORM_PAIRS_PER_UNIT,
+};
 use super::msg::{Change, DocOp, ToDoc};
 use super::shared_doc::SharedDoc;
 use super::{public_name, Docs};
@@ -131,8 +133,17 @@ impl Docs {
         self.bytes = self.bytes + d.doc.bytes() - before;
         let doc = public_name(name);
         match submitted {
-            Ok(Outcome::Applied { version, ops }) => {
+            Ok(Outcome::Applied {
+                version,
+                ops,
+                pairs,
+            }) => {
                 ctx.stats().doc_changes.fetch_add(1, RELAXED);
+                // A change far behind costs its transform: the author pays it from its budget.
+                let units = (pairs / TRANSFORM_PAIRS_PER_UNIT).min(u32::MAX as usize) as u32;
+                if units > 0 {
+                    ctx.debit(c.conn, units);
+                }
                 // Carets stay on their characters; clients move their copies the same way.
                 d.cursors.values_mut().for_each(|c| c.follow(&ops));
                 ctx.to_conn(c.conn, events::ack(doc, version, seq, reference));
