@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared documents against corecast on one shard: server pinned to CPU 0, `loadgen collab` to
 # CPU 1. Each shape is docs x editors x edits/s (+ cursor Hz); prints one line per run with
-# the changes applied per second, op/ack/cursor latency percentiles, whether every editor
+# the changes applied per second, op latency percentiles (from the keystroke; sent_p99 from the
+# change's send), ack and cursor latency, whether every editor
 # converged on the server's text, and the server's CPU seconds (utime+stime) over the run.
 #
 #   benches/collab.sh [duration_s] [repeats] [shape...]      shape: DOCSxEDITORSxRATE[xHZ]
@@ -44,8 +45,8 @@ start_server() {
   sleep 0.7
 }
 
-printf "%-9s %-12s %-3s %9s %8s %8s %8s %8s %8s %8s %9s %6s %8s %8s %9s\n" server shape run changes/s op_p50 op_p99 \
-  op_p999 ack_p99 cur_p50 cur_p99 converged errs srv_cpu_s win_cpu_s per_cpu_s
+printf "%-9s %-12s %-3s %9s %8s %8s %8s %8s %8s %8s %8s %9s %6s %8s %8s %9s\n" server shape run changes/s op_p50 op_p99 \
+  op_p999 sent_p99 ack_p99 cur_p50 cur_p99 converged errs srv_cpu_s win_cpu_s per_cpu_s
 for r in $(seq 1 "$repeats"); do
   for shape in "${shapes[@]}"; do
   for server in "${servers[@]}"; do
@@ -62,10 +63,10 @@ for r in $(seq 1 "$repeats"); do
     echo "$json" | python3 -c "
 import json,sys
 r=json.load(sys.stdin); o=r['op_ms']; c=r['cursor_ms']
-cps=r['changes_sent']/(r['measured_secs']+1)
+cps=r['changes_per_sec']
 win=r['server_cpu_s'] or 0
-print('%-9s %-12s %-3s %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9s %6d %8.2f %8.2f %9.0f' % ('$server', '$shape', $r, cps,
-  o['p50'], o['p99'], o['p999'], r['ack_ms']['p99'], c['p50'], c['p99'],
+print('%-9s %-12s %-3s %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9s %6d %8.2f %8.2f %9.0f' % ('$server', '$shape', $r, cps,
+  o['p50'], o['p99'], o['p999'], r['op_sent_ms']['p99'], r['ack_ms']['p99'], c['p50'], c['p99'],
   'NO (%d)' % len(r['divergences']) if r['divergences'] else ('behind (%d)' % r['unsettled'] if r['unsettled'] else 'yes'), len(r['errors']),
   $after-$before, win, r['window_changes']/max(win,1e-9)))
 " || echo "$server $shape $r: no result"

@@ -2,13 +2,25 @@
 """Runs corecast and the servers users would pick instead side by side, with the same loadgen,
 and writes a markdown table, the raw results (JSON lines) and plots of deliveries/s vs p99.
 
-    benches/compare.py            # everything, 2 repeats (about 30 minutes on 2 cores)
-    benches/compare.py --quick    # fewer rates, 1 repeat (about 6 minutes)
+    benches/compare.py            # everything, 2 repeats (about 35 minutes on 2 cores)
+    benches/compare.py --quick    # fewer rates, 1 repeat (about 8 minutes)
+    benches/compare.py --scenarios collab --servers corecast,sharedb   # shared documents only
 
 Each server is pinned to CPU 0 and loadgen to CPU 1 (on a machine with more CPUs, --server-cpus
 and --client-cpus take lists). Within each scenario and rate the servers run in turn
 (A B C A B C ...), so a noisy neighbour hits them alike. A server that falls below 99% delivery
 or past 1 s p99 is not offered higher rates. Output goes to benches/results/.
+
+The `collab` scenario is shared documents (`loadgen collab`, 100 documents x 2 editors, the rate
+per editor) against ShareDB (`benches/peers/sharedb-server.js`): it counts changes instead of
+deliveries, "delivered" means the changes sent kept up with the offered rate (within 3%) and
+every editor converged on the server's text, latency runs from a change's send until every
+other editor has it (the JSON lines also hold `typed_p99_ms`, from the keystroke), the server's
+CPU is
+that of the measured window only, and the client polls without sleeping (`--spin`), so that the
+server's loopback sends do not also pay for waking it. The other peers do not speak it, and
+ShareDB speaks nothing else.
+
 """
 
 import argparse
@@ -75,7 +87,29 @@ SERVERS = {
         "url": lambda port: f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
         "proto": ["--protocol", "socketio"],
     },
+    "sharedb": {
+        "cmd": lambda port: ["node", str(PEERS / "sharedb-server.js")],
+        "url": lambda port: f"ws://127.0.0.1:{port}/",
+        "proto": [],
+        "collab": "sharedb",
+        "only": ["collab"],
+    },
 }
+for _name, _spec in SERVERS.items():
+    # One corecast variant only: the collab runs are long.
+    _spec.setdefault("collab", "corecast" if _name == "corecast" else None)
+
+
+def speaks(name, scenario):
+    """Whether server `name` can be measured in `scenario`."""
+    spec = SERVERS[name]
+    if scenario == "collab":
+        return spec["collab"] is not None
+    return scenario in spec.get("only", [scenario])
+
+
+# The peer each scenario's ratios are to.
+REFERENCE = {"collab": "sharedb"}
 
 # scenario -> (loadgen arguments, deliveries per unit of --rate, full rates, quick rates)
 SCENARIOS = {
@@ -85,6 +119,9 @@ SCENARIOS = {
              [10, 100, 200, 400, 800], [100, 400]),
     "small-rooms": (["fanout", "--conns", "1000", "--rooms", "100", "--publishers", "100"], 1000,
                     [100, 1000, 4000], [1000]),
+    # 100 documents x 2 editors: --rate is changes per second per editor, 200 changes per unit.
+    "collab": (["collab", "--docs", "100", "--editors", "2", "--cursor-hz", "0"], 200,
+               [5, 10, 25, 50, 100, 200], [10, 50]),
 }
 
 
@@ -175,6 +212,43 @@ def measure_rate(name, scenario, rate, a):
         "server_cpu_s": cpu, "server_rss_mb": rss / 1024,
         "deliveries_per_cpu_s": (r["received"] / cpu) if cpu > 0 else 0,
         "client_busy": r["client_cpu"]["busy"], "failures": r["failures"],
+    }
+
+
+def measure_collab(name, rate, a):
+    """One `loadgen collab` run: changes, op latency, convergence, the window's server CPU."""
+    args, per_rate, _, _ = SCENARIOS["collab"]
+    srv = Server(name, a.server_cpus)
+    try:
+        cmd = ([str(ROOT / "target/release/loadgen")] + args
+               + ["--rate", str(rate), "--url", srv.url(), "--protocol", SERVERS[name]["collab"],
+                  "--duration", str(a.duration), "--warmup", "1", "--drain", "5", "--json",
+                  "--spin", "--server-pid", str(srv.proc.pid), "--doc-prefix", f"c{time.time_ns()}"])
+        cmd = ["taskset", "-c", a.client_cpus.split(",")[0]] + cmd
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if out.returncode not in (0, 1):
+            raise RuntimeError(f"loadgen collab failed: {out.stderr.strip()}")
+        r = json.loads(out.stdout)
+        rss = rss_kb(srv.proc.pid)
+    finally:
+        srv.stop()
+    # Latency from a change's send: loadgen's ShareDB editors send one op per change (they do
+    # not compose their buffer as ShareDB's client does), so under load their ops queue behind
+    # each other on the client; from the keystroke (`typed_p99_ms`) that queue counts too.
+    op, cpu = r["op_sent_ms"], r["server_cpu_s"] or 0
+    converged = not r["divergences"] and not r["unsettled"] and not r["errors"]
+    # Kept up: the changes sent in the window within 3% of those offered (an editor's change
+    # waits for the one in flight, so a slow server gets fewer, bigger or later changes).
+    kept_up = r["changes_per_sec"] >= 0.97 * rate * per_rate
+    per_cpu = r["window_changes"] / cpu if cpu > 0 else 0
+    return {
+        "scenario": "collab", "server": name, "rate": rate, "offered": rate * per_rate,
+        "deliveries_per_sec": r["changes_per_sec"], "delivery_ratio": 1.0 if converged and kept_up else 0.0,
+        "p50_ms": op["p50"], "p99_ms": op["p99"], "p999_ms": op["p999"],
+        "typed_p99_ms": r["op_ms"]["p99"],
+        "server_cpu_s": cpu, "server_rss_mb": rss / 1024, "deliveries_per_cpu_s": per_cpu,
+        "failures": {"divergences": len(r["divergences"]), "unsettled": r["unsettled"],
+                     "errors": len(r["errors"])},
     }
 
 
@@ -275,7 +349,8 @@ P99_BOUND_MS = 50.0
 
 def merit(rows, scenario, servers):
     """Markdown lines: per server, the highest rate within the bound, and the best deliveries per
-    CPU-second within the bound and overall, as ratios to Bun's best when Bun ran."""
+    CPU-second within the bound and overall, as ratios to the scenario's reference peer's best
+    when it ran (Bun; ShareDB for `collab`)."""
     best = {}
     for name in servers:
         mine = [r for r in rows if r["scenario"] == scenario and r["server"] == name]
@@ -294,8 +369,10 @@ def merit(rows, scenario, servers):
             best[name] = (within, eff_within, eff_any)
     if not best:
         return []
-    bun = best.get("bun")
-    ratio = lambda x, y: f" ({x / y:.1f}x Bun)" if bun and y else ""
+    ref = REFERENCE.get(scenario, "bun")
+    bun = best.get(ref)
+    label = {"bun": "Bun", "sharedb": "ShareDB"}.get(ref, ref)
+    ratio = lambda x, y: f" ({x / y:.1f}x {label})" if bun and y else ""
     lines = [f"Figure of merit (every message delivered, p99 ≤ {P99_BOUND_MS:.0f} ms; medians):", "",
              "| server | highest rate within the bound | best per CPU-s within the bound | best per CPU-s at any rate |",
              "|---|---|---|---|"]
@@ -313,7 +390,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--servers", default=",".join(SERVERS))
-    p.add_argument("--scenarios", default="broadcast,chat,small-rooms,idle,connect-storm")
+    p.add_argument("--scenarios", default="broadcast,chat,small-rooms,collab,idle,connect-storm")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--server-cpus", default="0")
@@ -370,9 +447,12 @@ def main():
         for rate in (quick if a.quick else full):
             for rep in range(a.repeats):
                 for name in servers:
-                    if name in saturated:
+                    if name in saturated or not speaks(name, scenario):
                         continue
-                    row = measure_rate(name, scenario, rate, a)
+                    if scenario == "collab":
+                        row = measure_collab(name, rate, a)
+                    else:
+                        row = measure_rate(name, scenario, rate, a)
                     row["repeat"] = rep
                     keep(row)
             for name in servers:
@@ -382,19 +462,21 @@ def main():
                     saturated.add(name)
     if "idle" in scenarios:
         for rep in range(a.repeats):
-            for name in servers:
+            for name in [n for n in servers if speaks(n, "idle")]:
                 keep(measure_idle(name, a, 15000 if not a.quick else 5000))
     if "connect-storm" in scenarios:
         for rep in range(a.repeats):
-            for name in servers:
+            for name in [n for n in servers if speaks(n, "connect-storm")]:
                 keep(measure_storm(name, a, 5000))
 
     md = [f"# corecast vs peers ({stamp})", "",
           f"Versions: {json.dumps(versions)}. Server on CPU {a.server_cpus}, loadgen on CPU {a.client_cpus}; "
           f"{a.repeats} repeat(s), {a.duration} s measured per run; medians over repeats.", ""]
     for scenario in [s for s in scenarios if s in SCENARIOS]:
+        unit = "changes" if scenario == "collab" else "deliveries"
+        ok = "kept up, converged" if scenario == "collab" else "delivered"
         md += [f"## {scenario}", "",
-               "| offered/s | server | deliveries/s | delivered | p50 ms | p99 ms | p99.9 ms | server CPU s | deliveries per CPU-s | RSS MB |",
+               f"| offered/s | server | {unit}/s | {ok} | p50 ms | p99 ms | p99.9 ms | server CPU s | {unit} per CPU-s | RSS MB |",
                "|---|---|---|---|---|---|---|---|---|---|"]
         for rate in sorted({r["rate"] for r in rows if r["scenario"] == scenario}):
             for name in servers:

@@ -14,6 +14,7 @@
 use corecast::features::docs::op_json::{from_json as ops_from, to_json as ops_json};
 use corecast::features::docs::operation::{transform_lists, Op};
 use std::borrow::Cow;
+use std::collections::VecDeque;
 
 use ropey::Rope;
 use serde::Deserialize;
@@ -41,6 +42,10 @@ pub struct Editor {
     pub version: u64,
     pub inflight: Option<(u64, Vec<Op>)>,
     pub pending: Vec<Op>,
+    /// When each buffered op was typed (its intended time), oldest first: a change's op
+    /// latency counts from its oldest op's keystroke, so ops waiting behind the one in flight
+    /// count their wait.
+    pending_at: VecDeque<u64>,
     pub seq: u64,
     /// Keeps no text: inserts at the start and follows the versions only.
     pub typist: bool,
@@ -121,6 +126,7 @@ impl Editor {
             version: 0,
             inflight: None,
             pending: Vec::new(),
+            pending_at: VecDeque::new(),
             seq: 0,
             typist: false,
             rng: seed | 1,
@@ -134,8 +140,9 @@ impl Editor {
         self.rng
     }
 
-    /// A random keystroke: mostly inserts of one character, some deletes.
-    pub fn edit(&mut self) {
+    /// A random keystroke typed at `at` (ns): mostly inserts of one character, some deletes.
+    pub fn edit(&mut self, at: u64) {
+        self.pending_at.push_back(at);
         let r = self.random();
         if self.typist {
             let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6];
@@ -154,24 +161,31 @@ impl Editor {
         self.pending.push(op);
     }
 
-    /// The next change to send, when none is in flight.
-    pub fn flush(&mut self) -> Option<(u64, String)> {
+    /// The next change to send, when none is in flight: its seq, its text, and when its
+    /// oldest op was typed.
+    pub fn flush(&mut self, now: u64) -> Option<(u64, String, u64)> {
         if self.inflight.is_some() || self.pending.is_empty() {
             return None;
         }
         self.seq += 1;
+        let typed = self.pending_at.pop_front().unwrap_or(now);
         if self.proto == Proto::ShareDb {
+            // One op per change, as ShareDB's protocol has it; the rest keep their times.
             let op = self.pending.remove(0);
+            if self.pending.is_empty() {
+                self.pending_at.clear();
+            }
             let msg = json!({"a": "op", "c": "docs", "d": self.doc, "v": self.version,
                 "seq": self.seq, "op": components(&op)});
             self.inflight = Some((self.seq, vec![op]));
-            return Some((self.seq, msg.to_string()));
+            return Some((self.seq, msg.to_string(), typed));
         }
+        self.pending_at.clear();
         let ops = std::mem::take(&mut self.pending);
         let msg = json!({"type": "doc:change", "doc": self.doc, "version": self.version,
             "ops": ops_json(&ops), "client": self.client, "seq": self.seq});
         self.inflight = Some((self.seq, ops));
-        Some((self.seq, msg.to_string()))
+        Some((self.seq, msg.to_string(), typed))
     }
 
     /// A frame's text from the server, with its parsed value when the run's figures need it
@@ -364,8 +378,8 @@ mod tests {
         assert_eq!(e.on_text(frame).unwrap().0, Heard::Change { version: 12 });
         assert_eq!(e.version, 12);
         assert!(e.on_text(frame).is_err(), "a repeated version is a failure");
-        e.edit();
-        let (_, msg) = e.flush().unwrap();
+        e.edit(0);
+        let (_, msg, _) = e.flush(0).unwrap();
         assert!(
             msg.contains(r#""position":0"#) && msg.contains(r#""version":12"#),
             "{msg}"
@@ -377,11 +391,12 @@ mod tests {
         let mut e = Editor::new("d", "c1".into(), 7);
         e.on_frame(&json!({"type": "doc:state", "content": "abc", "version": 3}))
             .unwrap();
-        for _ in 0..3 {
-            e.edit();
+        for t in 0..3 {
+            e.edit(t);
         }
-        let (seq, _) = e.flush().unwrap();
-        e.edit();
+        let (seq, _, typed) = e.flush(9).unwrap();
+        assert_eq!(typed, 0, "a change's time is its oldest keystroke's");
+        e.edit(10);
         let remote = json!({"type": "doc:operation", "version": 4,
             "ops": [{"operation": "insert", "position": 0, "content": "Z"}]});
         assert_eq!(e.on_frame(&remote).unwrap(), Heard::Change { version: 4 });
@@ -389,7 +404,7 @@ mod tests {
         let ack = json!({"type": "doc:ack", "version": 5, "seq": seq});
         assert_eq!(e.on_frame(&ack).unwrap(), Heard::Ack { seq, version: 5 });
         assert_eq!(e.version, 5);
-        assert!(e.flush().is_some(), "the buffer goes next");
+        assert_eq!(e.flush(20).map(|f| f.2), Some(10), "the buffer goes next");
         let gap = json!({"type": "doc:operation", "version": 9, "ops": []});
         assert!(e.on_frame(&gap).is_err(), "a gap is a failure, not ignored");
     }

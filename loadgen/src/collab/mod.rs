@@ -1,6 +1,7 @@
 //! `collab`: D documents × E editors, each typing at `rate` changes per second with the client
-//! discipline (`editor`), plus cursor moves at `cursor_hz`. Measures op latency (a change
-//! submitted until every other editor has it), ack latency, cursor latency and cursor
+//! discipline (`editor`), plus cursor moves at `cursor_hz`. Measures op latency (an edit
+//! typed, at its scheduled time, until every other editor has it: the wait behind the change
+//! in flight counts), ack latency (a change sent until its ack), cursor latency and cursor
 //! conflation, then checks that every editor's text equals the server's `doc:state`.
 //!
 //! Invariant: a run that ends with any editor's text or version different from the server's
@@ -66,7 +67,11 @@ pub struct CollabConfig {
 
 #[derive(Debug)]
 pub struct CollabReport {
+    /// From an edit's keystroke (its scheduled time) until every other editor has it.
     pub op_latency_us: Histogram<u64>,
+    /// From its change being sent until every other editor has it (what a client that keeps
+    /// no backlog, composing its buffered ops into one change, would see of the server).
+    pub op_sent_latency_us: Histogram<u64>,
     pub ack_latency_us: Histogram<u64>,
     pub cursor_latency_us: Histogram<u64>,
     pub changes_sent: u64,
@@ -130,7 +135,8 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
         window.observe(cfg.server_pid, now >= measure_from, editing, t.changes_sent)?;
         for (i, s) in seats.iter_mut().enumerate() {
             if editing && now >= s.next_edit {
-                s.editor.edit();
+                // Typed at its intended time: a client that falls behind its schedule shows.
+                s.editor.edit(s.next_edit);
                 s.next_edit += edit_every;
                 submit(s, i, &mut t, now);
             }
@@ -194,8 +200,8 @@ impl Window {
 }
 
 fn submit(s: &mut Seat, i: usize, t: &mut Tracker, now: u64) {
-    if let Some((seq, msg)) = s.editor.flush() {
-        t.submitted(i, seq, now);
+    if let Some((seq, msg, typed)) = s.editor.flush(now) {
+        t.submitted(i, seq, typed, now);
         send(s, msg);
     }
 }

@@ -1,8 +1,9 @@
-//! The collab run's figures: when each change was submitted, when every other editor had it,
-//! acks, and cursor latencies.
+//! The collab run's figures: when each change's oldest op was typed and when it was sent, when
+//! every other editor had it, acks, and cursor latencies.
 //!
-//! Invariant: a change's op latency is recorded once, when its last other editor has it and
-//! its submit time is known (from the author's ack, which may come before or after).
+//! Invariant: a change's op latency (from its oldest op's keystroke) is recorded once, when
+//! its last other editor has it and its typing time is known (from the author's ack, which
+//! may come before or after).
 
 use std::collections::HashMap;
 
@@ -16,7 +17,8 @@ use super::CollabReport;
 
 #[derive(Default)]
 struct Track {
-    submitted: Option<u64>,
+    /// (typed, sent): when the change's oldest op was typed, and when the change was sent.
+    submitted: Option<(u64, u64)>,
     heard: u32,
     last: u64,
 }
@@ -24,12 +26,13 @@ struct Track {
 pub struct Tracker {
     editors: usize,
     measure_from: u64,
-    /// (editor, seq) -> submit time.
-    sent: HashMap<(usize, u64), u64, FixedState>,
+    /// (editor, seq) -> (when its oldest op was typed, when it was sent).
+    sent: HashMap<(usize, u64), (u64, u64), FixedState>,
     /// (doc, version) -> arrivals so far (a million lookups a second at 1,000 editors: a
     /// cheap hash, as the keys are the run's own).
     tracks: HashMap<(usize, u64), Track, FixedState>,
     op: Histogram<u64>,
+    op_sent: Histogram<u64>,
     ack: Histogram<u64>,
     cursor: Histogram<u64>,
     pub changes_sent: u64,
@@ -52,6 +55,7 @@ impl Tracker {
             sent: HashMap::default(),
             tracks: HashMap::default(),
             op: histogram(),
+            op_sent: histogram(),
             ack: histogram(),
             cursor: histogram(),
             changes_sent: 0,
@@ -63,21 +67,22 @@ impl Tracker {
         }
     }
 
-    pub fn submitted(&mut self, editor: usize, seq: u64, now: u64) {
-        self.sent.insert((editor, seq), now);
+    /// Editor `editor` sent change `seq` at `now`; its oldest op was typed at `typed`.
+    pub fn submitted(&mut self, editor: usize, seq: u64, typed: u64, now: u64) {
+        self.sent.insert((editor, seq), (typed, now));
         self.changes_sent += 1;
     }
 
     pub fn heard(&mut self, doc: usize, editor: usize, heard: &Heard, v: Option<&Value>, now: u64) {
         match *heard {
             Heard::Ack { seq, version } => {
-                let Some(t0) = self.sent.remove(&(editor, seq)) else {
+                let Some((typed, sent)) = self.sent.remove(&(editor, seq)) else {
                     return;
                 };
-                if t0 >= self.measure_from {
-                    self.ack.saturating_record((now - t0) / 1000);
+                if sent >= self.measure_from {
+                    self.ack.saturating_record((now - sent) / 1000);
                 }
-                self.tracks.entry((doc, version)).or_default().submitted = Some(t0);
+                self.tracks.entry((doc, version)).or_default().submitted = Some((typed, sent));
                 self.complete(doc, version);
             }
             Heard::Change { version } => {
@@ -116,10 +121,12 @@ impl Tracker {
         if t.heard < others {
             return;
         }
-        if let Some(t0) = t.submitted {
-            if t0 >= self.measure_from {
-                let last = if others == 0 { t0 } else { t.last };
-                self.op.saturating_record(last.saturating_sub(t0) / 1000);
+        if let Some((typed, sent)) = t.submitted {
+            if typed >= self.measure_from {
+                let last = if others == 0 { sent } else { t.last };
+                self.op.saturating_record(last.saturating_sub(typed) / 1000);
+                self.op_sent
+                    .saturating_record(last.saturating_sub(sent) / 1000);
             }
             self.tracks.remove(&(doc, version));
         }
@@ -137,6 +144,7 @@ impl Tracker {
     ) -> CollabReport {
         CollabReport {
             op_latency_us: self.op,
+            op_sent_latency_us: self.op_sent,
             ack_latency_us: self.ack,
             cursor_latency_us: self.cursor,
             changes_sent: self.changes_sent,
