@@ -41,6 +41,7 @@ fn editors_typing_at_once_converge_and_are_measured() {
     assert!(!r.op_latency_us.is_empty() && !r.ack_latency_us.is_empty());
     assert!(r.cursor_frames > 0 && r.cursor_moves > 0);
     assert!(r.window_changes > 0 && r.window_changes < r.changes_sent);
+    assert!(r.window_ops >= r.window_changes, "{} ops", r.window_ops);
     assert!(
         r.server_cpu_secs.is_some_and(|s| s > 0.0),
         "{:?}",

@@ -83,6 +83,9 @@ pub struct CollabReport {
     /// Changes submitted inside the measured window, and the server's CPU seconds over it
     /// (with `server_pid`).
     pub window_changes: u64,
+    /// Ops those changes carried (corecast's editors send their whole buffer in one change,
+    /// ShareDB's one op per change).
+    pub window_ops: u64,
     pub server_cpu_secs: Option<f64>,
     pub divergences: Vec<String>,
     /// Editors with a change still unacknowledged when the drain ended (the server fell
@@ -132,7 +135,8 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
     loop {
         let now = now_ns();
         let editing = now < stop_edits;
-        window.observe(cfg.server_pid, now >= measure_from, editing, t.changes_sent)?;
+        let sent = (t.changes_sent, t.ops_sent);
+        window.observe(cfg.server_pid, now >= measure_from, editing, sent)?;
         for (i, s) in seats.iter_mut().enumerate() {
             if editing && now >= s.next_edit {
                 // Typed at its intended time: a client that falls behind its schedule shows.
@@ -161,7 +165,10 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
     }
     let measured = (stop_edits - measure_from) as f64 / 1e9;
     let mut report = t.finish(measured, converged(cfg, &seats));
-    (report.window_changes, report.server_cpu_secs) = window.result();
+    (
+        (report.window_changes, report.window_ops),
+        report.server_cpu_secs,
+    ) = window.result();
     Ok(report)
 }
 
@@ -169,8 +176,9 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
 /// stop.
 #[derive(Default)]
 struct Window {
-    from: Option<(u64, Option<f64>)>,
-    to: Option<(u64, Option<f64>)>,
+    /// (changes, ops) sent so far, and the server's CPU seconds.
+    from: Option<((u64, u64), Option<f64>)>,
+    to: Option<((u64, u64), Option<f64>)>,
 }
 
 impl Window {
@@ -179,7 +187,7 @@ impl Window {
         pid: Option<u32>,
         open: bool,
         editing: bool,
-        changes: u64,
+        changes: (u64, u64),
     ) -> Result<(), String> {
         let cpu = || pid.map(crate::process_cpu::cpu_seconds).transpose();
         if open && self.from.is_none() {
@@ -191,17 +199,20 @@ impl Window {
         Ok(())
     }
 
-    fn result(&self) -> (u64, Option<f64>) {
+    fn result(&self) -> ((u64, u64), Option<f64>) {
         match (self.from, self.to) {
-            (Some((c0, s0)), Some((c1, s1))) => (c1 - c0, s0.zip(s1).map(|(a, b)| b - a)),
-            _ => (0, None),
+            (Some((c0, s0)), Some((c1, s1))) => {
+                ((c1.0 - c0.0, c1.1 - c0.1), s0.zip(s1).map(|(a, b)| b - a))
+            }
+            _ => ((0, 0), None),
         }
     }
 }
 
 fn submit(s: &mut Seat, i: usize, t: &mut Tracker, now: u64) {
     if let Some((seq, msg, typed)) = s.editor.flush(now) {
-        t.submitted(i, seq, typed, now);
+        let ops = s.editor.inflight.as_ref().map_or(0, |(_, ops)| ops.len());
+        t.submitted(i, seq, typed, now, ops as u64);
         send(s, msg);
     }
 }

@@ -36,6 +36,8 @@ pub struct Tracker {
     ack: Histogram<u64>,
     cursor: Histogram<u64>,
     pub changes_sent: u64,
+    /// Ops in the changes sent.
+    pub ops_sent: u64,
     changes_heard: u64,
     pub cursor_moves: u64,
     cursor_entries: u64,
@@ -59,6 +61,7 @@ impl Tracker {
             ack: histogram(),
             cursor: histogram(),
             changes_sent: 0,
+            ops_sent: 0,
             changes_heard: 0,
             cursor_moves: 0,
             cursor_entries: 0,
@@ -67,10 +70,12 @@ impl Tracker {
         }
     }
 
-    /// Editor `editor` sent change `seq` at `now`; its oldest op was typed at `typed`.
-    pub fn submitted(&mut self, editor: usize, seq: u64, typed: u64, now: u64) {
+    /// Editor `editor` sent change `seq` of `ops` ops at `now`; its oldest op was typed at
+    /// `typed`.
+    pub fn submitted(&mut self, editor: usize, seq: u64, typed: u64, now: u64, ops: u64) {
         self.sent.insert((editor, seq), (typed, now));
         self.changes_sent += 1;
+        self.ops_sent += ops;
     }
 
     pub fn heard(&mut self, doc: usize, editor: usize, heard: &Heard, v: Option<&Value>, now: u64) {
@@ -154,6 +159,7 @@ impl Tracker {
             cursor_frames: self.cursor_frames,
             measured_secs,
             window_changes: 0,
+            window_ops: 0,
             server_cpu_secs: None,
             divergences,
             unsettled,
