@@ -121,7 +121,7 @@ SCENARIOS = {
                     [100, 1000, 4000], [1000]),
     # 100 documents x 2 editors: --rate is changes per second per editor, 200 changes per unit.
     "collab": (["collab", "--docs", "100", "--editors", "2", "--cursor-hz", "0"], 200,
-               [5, 10, 25, 50, 100, 200], [10, 50]),
+               [5, 10, 25, 50, 100, 200, 400], [10, 50]),
 }
 
 

@@ -409,8 +409,33 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
         text_editors: a.text_editors,
     };
     let r = loadgen::collab::run(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let summary = collab_summary(a, &r);
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    let p99 = r.op_latency_us.value_at_quantile(0.99) as f64 / 1000.0;
+    let fast = a.max_p99_ms.is_none_or(|max| p99 <= max);
+    if !r.divergences.is_empty() {
+        eprintln!(
+            "loadgen: {} editors diverged from the server",
+            r.divergences.len()
+        );
+    }
+    if !r.unsettled.is_empty() {
+        eprintln!(
+            "loadgen: {} editors still waited for an ack after the drain (the server fell behind)",
+            r.unsettled.len()
+        );
+    }
+    Ok(r.divergences.is_empty() && r.unsettled.is_empty() && r.errors.is_empty() && fast)
+}
+
+/// The collab run's report as one JSON object.
+fn collab_summary(a: &CollabArgs, r: &loadgen::collab::CollabReport) -> serde_json::Value {
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let summary = serde_json::json!({
+    serde_json::json!({
         "scenario": "collab", "protocol": format!("{:?}", a.protocol).to_lowercase(), "docs": a.docs, "editors": a.editors, "rate": a.rate,
         "cursor_hz": a.cursor_hz, "measured_secs": r.measured_secs,
         "changes_sent": r.changes_sent, "changes_heard": r.changes_heard,
@@ -432,25 +457,5 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
         "changes_per_server_cpu_s": r.server_cpu_secs.map(|s| r.window_changes as f64 / s.max(1e-9)),
         "spin": a.spin, "text_editors": a.text_editors,
         "divergences": r.divergences, "unsettled": r.unsettled.len(), "errors": r.errors,
-    });
-    if a.json {
-        println!("{summary}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    }
-    let p99 = ms(&r.op_latency_us, 0.99);
-    let fast = a.max_p99_ms.is_none_or(|max| p99 <= max);
-    if !r.divergences.is_empty() {
-        eprintln!(
-            "loadgen: {} editors diverged from the server",
-            r.divergences.len()
-        );
-    }
-    if !r.unsettled.is_empty() {
-        eprintln!(
-            "loadgen: {} editors still waited for an ack after the drain (the server fell behind)",
-            r.unsettled.len()
-        );
-    }
-    Ok(r.divergences.is_empty() && r.unsettled.is_empty() && r.errors.is_empty() && fast)
+    })
 }
