@@ -50,8 +50,9 @@ pub const DOC_USERS_LISTED_MAX: usize = 1000;
 pub const TRANSFORM_PAIRS_MAX: usize = 1 << 20;
 
 /// Op pairs transformed per request-budget unit charged to a change's author, beyond the
-/// change's own unit: a pair takes about 80 ns (`benches/micro/transform.rs`), so a unit is
-/// ~85 µs of the shard, about what one small message costs end to end. A script that bases
+/// change's own unit: a pair takes about 85 ns in a change of many ops and 24 ns in a change
+/// of one (`benches/micro/transform.rs`), so a unit is at most ~90 µs of the shard, about what
+/// one small message costs end to end. A script that bases
 /// its changes on old versions is slowed by its own budget instead of holding the shard (the
 /// most a change can take, `TRANSFORM_PAIRS_MAX`, costs 1,024 units).
 pub const TRANSFORM_PAIRS_PER_UNIT: usize = 1024;

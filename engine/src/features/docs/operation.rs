@@ -194,9 +194,19 @@ pub fn transform_lists(xs: Vec<Op>, ys: Vec<Op>, ys_first: bool) -> (Vec<Op>, Ve
     (xs, out)
 }
 
-/// `ops` made to apply after `applied` (the server's order: `applied` was first).
+/// `ops` made to apply after `applied` (the server's order: `applied` was first). One op
+/// needs only its own side of each pair; a list (or an op a delete split) also moves the rest
+/// of `applied` past its ops, with `transform_lists`.
 pub fn transform_against(ops: Vec<Op>, applied: &[Op]) -> Vec<Op> {
-    transform_lists(ops, applied.to_vec(), true).0
+    let mut xs = ops;
+    for (i, y) in applied.iter().enumerate() {
+        match xs.len() {
+            0 => break,
+            1 => xs = transform(&xs[0], y, true),
+            _ => return transform_lists(xs, applied[i..].to_vec(), true).0,
+        }
+    }
+    xs
 }
 
 /// A caret at `pos` moved through `op`: it stays before the same character (an insert at the
