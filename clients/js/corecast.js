@@ -887,8 +887,10 @@ export class Doc {
     this._sendInflight();
   }
 
-  /** Sends the change in flight. Its ack comes as `doc:ack`; a refusal (the server's
-   * `error`) means the server will never have it: the document is loaded again. */
+  /** Sends the change in flight. Its ack comes as `doc:ack`. `rate_limited` means it was
+   * not acted on: it goes again (as then transformed) after the resync delay. Any other
+   * refusal (the server's `error`) means the server will never have it: the document is
+   * loaded again. */
   _sendInflight() {
     const { seq, ops } = this._inflight;
     const change = { doc: this.name, version: this.version, ops: ops.map(wireOp), client: this.clientId, seq };
@@ -896,6 +898,10 @@ export class Doc {
       if (['disconnected', 'timeout', 'dropped', 'busy'].includes(e.code)) return; // resent after the reconnect
       if (this._inflight?.seq !== seq) return;
       this._emit('error', e);
+      if (e.code === 'rate_limited') {
+        this._retry(() => this._inflight?.seq === seq && !this._syncing && this._sendInflight());
+        return;
+      }
       this._reload();
     });
   }
@@ -976,6 +982,7 @@ export class Doc {
     this._moveCursors(this._inflight.ops, m.version);
     this._inflight = null;
     this.version = Math.max(this.version, m.version);
+    this._resyncDelay = DOC_RESYNC_DELAY_MS;
     this._emit('ack', m);
     this._flush();
     this._sendCaret();

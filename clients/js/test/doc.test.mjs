@@ -110,6 +110,32 @@ test('edits made while the connection is dead arrive once after the reconnect', 
   }
 });
 
+test('a change refused by the request budget goes again, and nothing is dropped', { timeout: 30000 }, async () => {
+  // 8 units, 4 a second: the join takes 5, so the fourth change in a row is refused.
+  const srv = await startServer(0, ['--request-rate', '8/2s']);
+  try {
+    const c = await connected(srv.url);
+    const d = c.doc('budget');
+    await d.join();
+    const resets = [];
+    const errors = [];
+    d.on('reset', (r) => resets.push(r));
+    d.on('error', (e) => errors.push(e.code));
+    for (const ch of 'abcdefgh') {
+      d.insert(d.text.length, ch);
+      await until(() => d.settled, 10000, `the ack of ${ch}`);
+    }
+    assert.ok(errors.includes('rate_limited'), String(errors));
+    assert.deepEqual(resets, [], 'nothing dropped');
+    assert.equal(d.text, 'abcdefgh');
+    const fresh = await connected(srv.url);
+    assert.equal((await fresh.doc('budget').join()).content, 'abcdefgh');
+    [c, fresh].forEach((x) => x.disconnect());
+  } finally {
+    await srv.stop();
+  }
+});
+
 test('a change the server refuses reloads the document and says what was dropped', async () => {
   // A 64 KiB send queue holds documents of at most 32 KiB as JSON.
   const srv = await startServer(0, ['--send-queue-bytes', '65536']);
