@@ -10,7 +10,11 @@
 //! document: it follows the same discipline (one change in flight, based on the last version
 //! it has seen, every version heard in order) but inserts at the start of the document, which
 //! is valid at any version, so it never needs the text.
+//!
+//! A ShareDB editor keeps its buffer as ShareDB's client does, in `ot-text-unicode`'s terms
+//! (`text_unicode`): the op in flight, and the ops typed since composed into one.
 
+use super::text_unicode::{self as tu, Component, TextOp};
 use corecast::features::docs::op_json::{from_json as ops_from, to_json as ops_json};
 use corecast::features::docs::operation::{transform_lists, Op};
 use std::borrow::Cow;
@@ -27,8 +31,8 @@ pub enum Proto {
     /// corecast's `doc:*`: a change carries every buffered op; the op applied first keeps its
     /// insert left on a tie.
     Corecast,
-    /// ShareDB with `ot-text-unicode`: one op per change (its components from one positional
-    /// op); a submitted op keeps its insert left of those it is transformed against.
+    /// ShareDB with `ot-text-unicode`: a change is the buffer composed into one op; a
+    /// submitted op keeps its insert left of those it is transformed against.
     ShareDb,
 }
 
@@ -46,10 +50,20 @@ pub struct Editor {
     /// latency counts from its oldest op's keystroke, so ops waiting behind the one in flight
     /// count their wait.
     pending_at: VecDeque<u64>,
+    /// ShareDB's buffer instead of `inflight` and `pending`.
+    composed: Composed,
     pub seq: u64,
     /// Keeps no text: inserts at the start and follows the versions only.
     pub typist: bool,
     rng: u64,
+}
+
+/// A ShareDB editor's buffer: the op in flight and the one pending (the edits typed since,
+/// composed), each with the number of edits it carries.
+#[derive(Default)]
+struct Composed {
+    inflight: Option<(u64, TextOp)>,
+    pending: Option<(TextOp, usize)>,
 }
 
 /// The fields of a corecast frame the run reads, borrowed; the ops stay raw until needed.
@@ -127,6 +141,7 @@ impl Editor {
             inflight: None,
             pending: Vec::new(),
             pending_at: VecDeque::new(),
+            composed: Composed::default(),
             seq: 0,
             typist: false,
             rng: seed | 1,
@@ -144,48 +159,65 @@ impl Editor {
     pub fn edit(&mut self, at: u64) {
         self.pending_at.push_back(at);
         let r = self.random();
-        if self.typist {
-            let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6];
-            self.pending.push(Op::insert(0, &c.to_string()));
+        let len = self.text.len_chars();
+        let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6].to_string();
+        let op = if self.typist {
+            Op::insert(0, &c)
+        } else if len < 8 || !r.is_multiple_of(4) {
+            Op::insert((r >> 16) as usize % (len + 1), &c)
+        } else {
+            Op::delete((r >> 16) as usize % len, 1)
+        };
+        if !self.typist {
+            op.apply(&mut self.text).expect("a valid op of our own");
+        }
+        if self.proto == Proto::ShareDb {
+            let op = match op {
+                Op::Insert { pos, text, .. } => tu::at(pos, Component::Insert(text.to_string())),
+                Op::Delete { pos, len } => tu::at(pos, Component::Delete(len)),
+            };
+            let (before, n) = self.composed.pending.take().unwrap_or_default();
+            self.composed.pending = Some((tu::compose(&before, &op), n + 1));
             return;
         }
-        let len = self.text.len_chars();
-        let op = if len < 8 || !r.is_multiple_of(4) {
-            let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6];
-            Op::insert((r >> 16) as usize % (len + 1), &c.to_string())
-        } else {
-            let pos = (r >> 16) as usize % len;
-            Op::delete(pos, 1)
-        };
-        op.apply(&mut self.text).expect("a valid op of our own");
         self.pending.push(op);
     }
 
-    /// The next change to send, when none is in flight: its seq, its text, and when its
-    /// oldest op was typed.
-    pub fn flush(&mut self, now: u64) -> Option<(u64, String, u64)> {
-        if self.inflight.is_some() || self.pending.is_empty() {
+    /// The next change to send, when none is in flight: its seq, its text, when its oldest
+    /// edit was typed, and how many edits it carries.
+    pub fn flush(&mut self, now: u64) -> Option<(u64, String, u64, usize)> {
+        if !self.settled_inflight() || self.buffered() == 0 {
             return None;
         }
         self.seq += 1;
         let typed = self.pending_at.pop_front().unwrap_or(now);
-        if self.proto == Proto::ShareDb {
-            // One op per change, as ShareDB's protocol has it; the rest keep their times.
-            let op = self.pending.remove(0);
-            if self.pending.is_empty() {
-                self.pending_at.clear();
-            }
-            let msg = json!({"a": "op", "c": "docs", "d": self.doc, "v": self.version,
-                "seq": self.seq, "op": components(&op)});
-            self.inflight = Some((self.seq, vec![op]));
-            return Some((self.seq, msg.to_string(), typed));
-        }
         self.pending_at.clear();
+        if self.proto == Proto::ShareDb {
+            let (op, n) = self.composed.pending.take().expect("edits are buffered");
+            let msg = json!({"a": "op", "c": "docs", "d": self.doc, "v": self.version,
+                "seq": self.seq, "op": tu::to_json(&op)});
+            self.composed.inflight = Some((self.seq, op));
+            return Some((self.seq, msg.to_string(), typed, n));
+        }
         let ops = std::mem::take(&mut self.pending);
         let msg = json!({"type": "doc:change", "doc": self.doc, "version": self.version,
             "ops": ops_json(&ops), "client": self.client, "seq": self.seq});
+        let n = ops.len();
         self.inflight = Some((self.seq, ops));
-        Some((self.seq, msg.to_string(), typed))
+        Some((self.seq, msg.to_string(), typed, n))
+    }
+
+    /// Edits typed and not yet sent.
+    fn buffered(&self) -> usize {
+        match self.proto {
+            Proto::Corecast => self.pending.len(),
+            Proto::ShareDb => self.composed.pending.as_ref().map_or(0, |p| p.1),
+        }
+    }
+
+    /// No change in flight.
+    fn settled_inflight(&self) -> bool {
+        self.inflight.is_none() && self.composed.inflight.is_none()
     }
 
     /// A frame's text from the server, with its parsed value when the run's figures need it
@@ -271,8 +303,14 @@ impl Editor {
                 let at = v["v"].as_u64().ok_or("op without v")?;
                 let mine = v["src"].as_str() == Some(&self.agent);
                 let seq = v["seq"].as_u64().unwrap_or(0);
-                if mine && self.inflight.as_ref().is_some_and(|(s, _)| *s == seq) {
-                    self.inflight = None;
+                if mine
+                    && self
+                        .composed
+                        .inflight
+                        .as_ref()
+                        .is_some_and(|(s, _)| *s == seq)
+                {
+                    self.composed.inflight = None;
                     self.version = at + 1;
                     return Ok(Heard::Ack {
                         seq,
@@ -282,36 +320,58 @@ impl Editor {
                 if mine || at < self.version {
                     return Ok(Heard::Other);
                 }
-                let ops = from_components(&v["op"])?;
-                self.apply_remote(at + 1, ops)?;
+                self.apply_composed(at + 1, tu::from_json(&v["op"])?)?;
                 Ok(Heard::Change { version: at + 1 })
             }
             _ => Ok(Heard::Other),
         }
     }
 
-    fn apply_remote(&mut self, version: u64, ops: Vec<Op>) -> Result<(), String> {
+    /// Fails unless `version` is the next one.
+    fn next_version(&self, version: u64) -> Result<(), String> {
         if version != self.version + 1 {
             return Err(format!(
                 "{}: change {version} after {}",
                 self.client, self.version
             ));
         }
+        Ok(())
+    }
+
+    /// Another's ShareDB op, rebased as ShareDB's client does (`transformX`): ours past it
+    /// with side left, it past ours with side right.
+    fn apply_composed(&mut self, version: u64, mut theirs: TextOp) -> Result<(), String> {
+        self.next_version(version)?;
+        self.version = version;
+        if self.typist {
+            return Ok(());
+        }
+        if let Some((seq, mine)) = self.composed.inflight.take() {
+            self.composed.inflight = Some((seq, tu::transform(&mine, &theirs, true)));
+            theirs = tu::transform(&theirs, &mine, false);
+        }
+        if let Some((mine, n)) = self.composed.pending.take() {
+            self.composed.pending = Some((tu::transform(&mine, &theirs, true), n));
+            theirs = tu::transform(&theirs, &mine, false);
+        }
+        tu::apply(&mut self.text, &theirs).map_err(|e| format!("{}: {e}", self.client))
+    }
+
+    fn apply_remote(&mut self, version: u64, ops: Vec<Op>) -> Result<(), String> {
+        self.next_version(version)?;
         if self.typist {
             self.version = version;
             return Ok(());
         }
-        // corecast: the change applied first (theirs) keeps its insert left on a tie; ShareDB
-        // transforms a submitted op with side "left": ours keeps it.
-        let theirs_first = self.proto == Proto::Corecast;
+        // The change applied first (theirs) keeps its insert left on a tie.
         let mut theirs = ops;
         if let Some((seq, mine)) = self.inflight.take() {
-            let (mine, t) = transform_lists(mine, theirs, theirs_first);
+            let (mine, t) = transform_lists(mine, theirs, true);
             self.inflight = Some((seq, mine));
             theirs = t;
         }
         let pending = std::mem::take(&mut self.pending);
-        let (pending, t) = transform_lists(pending, theirs, theirs_first);
+        let (pending, t) = transform_lists(pending, theirs, true);
         self.pending = pending;
         for op in &t {
             op.apply(&mut self.text)
@@ -322,45 +382,8 @@ impl Editor {
     }
 
     pub fn settled(&self) -> bool {
-        self.inflight.is_none() && self.pending.is_empty()
+        self.settled_inflight() && self.buffered() == 0
     }
-}
-
-/// An `ot-text-unicode` op of one positional op: skip, then insert or delete.
-fn components(op: &Op) -> Value {
-    let (pos, last) = match op {
-        Op::Insert { pos, text, .. } => (*pos, json!(&**text)),
-        Op::Delete { pos, len } => (*pos, json!({"d": len})),
-    };
-    if pos == 0 {
-        json!([last])
-    } else {
-        json!([pos, last])
-    }
-}
-
-/// Positional ops of an `ot-text-unicode` op (skips, inserts, deletes by count or text).
-fn from_components(v: &Value) -> Result<Vec<Op>, String> {
-    let mut pos = 0usize;
-    let mut out = Vec::new();
-    for c in v.as_array().ok_or("op: not an array")? {
-        if let Some(n) = c.as_u64() {
-            pos += n as usize;
-        } else if let Some(s) = c.as_str() {
-            let op = Op::insert(pos, s);
-            pos += op.chars();
-            out.push(op);
-        } else if let Some(d) = c.get("d") {
-            let len = d
-                .as_u64()
-                .map(|n| n as usize)
-                .or_else(|| d.as_str().map(|s| s.chars().count()));
-            out.push(Op::delete(pos, len.ok_or("delete of unknown length")?));
-        } else {
-            return Err(format!("unknown component {c}"));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -379,7 +402,7 @@ mod tests {
         assert_eq!(e.version, 12);
         assert!(e.on_text(frame).is_err(), "a repeated version is a failure");
         e.edit(0);
-        let (_, msg, _) = e.flush(0).unwrap();
+        let (_, msg, _, _) = e.flush(0).unwrap();
         assert!(
             msg.contains(r#""position":0"#) && msg.contains(r#""version":12"#),
             "{msg}"
@@ -394,7 +417,7 @@ mod tests {
         for t in 0..3 {
             e.edit(t);
         }
-        let (seq, _, typed) = e.flush(9).unwrap();
+        let (seq, _, typed, _) = e.flush(9).unwrap();
         assert_eq!(typed, 0, "a change's time is its oldest keystroke's");
         e.edit(10);
         let remote = json!({"type": "doc:operation", "version": 4,
@@ -407,5 +430,85 @@ mod tests {
         assert_eq!(e.flush(20).map(|f| f.2), Some(10), "the buffer goes next");
         let gap = json!({"type": "doc:operation", "version": 9, "ops": []});
         assert!(e.on_frame(&gap).is_err(), "a gap is a failure, not ignored");
+    }
+
+    /// ShareDB's server in a few lines: an op is transformed past those applied since its
+    /// version, with side left, then applied.
+    struct Server {
+        text: Rope,
+        log: Vec<(String, TextOp)>,
+    }
+
+    impl Server {
+        /// The frames a submitted `{a: "op"}` gives, to every editor in server order.
+        fn submit(&mut self, msg: &str) -> Value {
+            let m: Value = serde_json::from_str(msg).unwrap();
+            let mut op = tu::from_json(&m["op"]).unwrap();
+            let from = m["v"].as_u64().unwrap() as usize;
+            for (_, applied) in &self.log[from..] {
+                op = tu::transform(&op, applied, true);
+            }
+            tu::apply(&mut self.text, &op).unwrap();
+            let src = m["src"].as_str().unwrap().to_string();
+            self.log.push((src.clone(), op.clone()));
+            json!({"a": "op", "v": self.log.len() - 1, "src": src, "seq": m["seq"],
+                "op": tu::to_json(&op)})
+        }
+    }
+
+    /// Editor `i` reads up to `reads` frames, then sends its change, if any.
+    fn step(e: &mut Editor, inbox: &mut [VecDeque<Value>], i: usize, reads: usize, s: &mut Server) {
+        for _ in 0..reads {
+            let Some(f) = inbox[i].pop_front() else { break };
+            e.on_frame(&f).unwrap();
+        }
+        if let Some((_, msg, _, n)) = e.flush(0) {
+            assert!(n >= 1);
+            let mut m: Value = serde_json::from_str(&msg).unwrap();
+            m["src"] = json!(e.agent);
+            let out = s.submit(&m.to_string());
+            inbox.iter_mut().for_each(|q| q.push_back(out.clone()));
+        }
+    }
+
+    #[test]
+    fn sharedb_editors_compose_their_buffer_and_converge_with_the_server() {
+        let mut eds: Vec<Editor> = (0..3)
+            .map(|i| {
+                let mut e = Editor::new("d", format!("c{i}"), 11 + i as u64);
+                e.proto = Proto::ShareDb;
+                e.agent = format!("a{i}");
+                e.on_frame(&json!({"a": "s", "data": {"data": "héllo wörld", "v": 0}}))
+                    .unwrap();
+                e
+            })
+            .collect();
+        let mut server = Server {
+            text: Rope::from_str("héllo wörld"),
+            log: Vec::new(),
+        };
+        let mut inbox: Vec<VecDeque<Value>> = vec![VecDeque::new(); 3];
+        for round in 0..400u64 {
+            for (i, e) in eds.iter_mut().enumerate() {
+                for _ in 0..(round + i as u64) % 4 {
+                    e.edit(round);
+                }
+            }
+            // Each editor's change reaches the server at a different point of its inbox.
+            for (i, e) in eds.iter_mut().enumerate() {
+                let reads = (round as usize + i) % 3;
+                step(e, &mut inbox, i, reads, &mut server);
+            }
+        }
+        while inbox.iter().any(|q| !q.is_empty()) || eds.iter().any(|e| !e.settled()) {
+            for (i, e) in eds.iter_mut().enumerate() {
+                step(e, &mut inbox, i, usize::MAX, &mut server);
+            }
+        }
+        assert!(server.log.len() > 100, "{} changes", server.log.len());
+        for e in &eds {
+            assert_eq!(e.text.to_string(), server.text.to_string(), "{}", e.client);
+            assert_eq!(e.version, server.log.len() as u64);
+        }
     }
 }
