@@ -15,6 +15,7 @@
 //! (`text_unicode`): the op in flight, and the ops typed since composed into one.
 
 use super::text_unicode::{self as tu, Component, TextOp};
+use corecast::features::docs::limits::OPS_PER_CHANGE_MAX;
 use corecast::features::docs::op_json::{from_json as ops_from, to_json as ops_json};
 use corecast::features::docs::operation::{transform_lists, Op};
 use std::borrow::Cow;
@@ -190,16 +191,24 @@ impl Editor {
             return None;
         }
         self.seq += 1;
-        let typed = self.pending_at.pop_front().unwrap_or(now);
-        self.pending_at.clear();
+        let typed = self.pending_at.front().copied().unwrap_or(now);
         if self.proto == Proto::ShareDb {
+            self.pending_at.clear();
             let (op, n) = self.composed.pending.take().expect("edits are buffered");
             let msg = json!({"a": "op", "c": "docs", "d": self.doc, "v": self.version,
                 "seq": self.seq, "op": tu::to_json(&op)});
             self.composed.inflight = Some((self.seq, op));
             return Some((self.seq, msg.to_string(), typed, n));
         }
-        let ops = std::mem::take(&mut self.pending);
+        // At most the server's ops per change, as the JS client sends; the rest go next, each
+        // keeping its keystroke's time.
+        let n = self.pending.len().min(OPS_PER_CHANGE_MAX);
+        let ops: Vec<Op> = self.pending.drain(..n).collect();
+        if self.pending.is_empty() {
+            self.pending_at.clear();
+        } else {
+            self.pending_at.drain(..n.min(self.pending_at.len()));
+        }
         let msg = json!({"type": "doc:change", "doc": self.doc, "version": self.version,
             "ops": ops_json(&ops), "client": self.client, "seq": self.seq});
         let n = ops.len();
@@ -428,6 +437,24 @@ mod tests {
         assert_eq!(e.on_frame(&ack).unwrap(), Heard::Ack { seq, version: 5 });
         assert_eq!(e.version, 5);
         assert_eq!(e.flush(20).map(|f| f.2), Some(10), "the buffer goes next");
+        for t in 0..(OPS_PER_CHANGE_MAX as u64 + 2) {
+            e.edit(100 + t);
+        }
+        e.inflight = None;
+        let (_, _, typed, n) = e.flush(500).unwrap();
+        assert_eq!(
+            (typed, n),
+            (100, OPS_PER_CHANGE_MAX),
+            "a change within the server's limit"
+        );
+        e.inflight = None;
+        let (_, _, typed, n) = e.flush(500).unwrap();
+        assert_eq!(n, 2, "the rest go next");
+        assert_eq!(
+            typed,
+            100 + OPS_PER_CHANGE_MAX as u64,
+            "with their own times"
+        );
         let gap = json!({"type": "doc:operation", "version": 9, "ops": []});
         assert!(e.on_frame(&gap).is_err(), "a gap is a failure, not ignored");
     }
