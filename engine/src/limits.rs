@@ -163,11 +163,17 @@ pub const USER_ID_BYTES_MAX: usize = 128;
 /// member.
 pub const ROOM_MEMBERS_MAX: usize = 100_000;
 
-/// Rooms one shard keeps (owned rooms, including empty ones kept for their history); making
-/// more is `room_limit`. Together with `--history-messages` it bounds history memory: at the
-/// extreme, 100,000 rooms x 1000 messages x ~200 bytes is ~20 GB per shard, so hosts with
-/// many busy rooms should keep fewer messages per room.
-pub const ROOMS_PER_SHARD_MAX: usize = 100_000;
+/// Topics one shard owns: rooms (including empty ones kept for their history) and documents;
+/// making more is `room_limit`, after the topic empty the longest has made way. Together with
+/// `--history-messages` it bounds history memory: at the extreme, 100,000 rooms x 1000
+/// messages x ~200 bytes is ~20 GB per shard, so hosts with many busy rooms should keep fewer
+/// messages per room.
+pub const TOPICS_PER_SHARD_MAX: usize = 100_000;
+
+/// Topics one connection may be in at once, rooms and documents together; joining more is
+/// `too_many_rooms`. Each costs the connection a membership entry and its shard a member slot
+/// that every message to the topic walks.
+pub const TOPICS_PER_CONNECTION_MAX: usize = 64;
 
 /// Default time an owned room with no members is kept, with its history and settings, before
 /// it is forgotten (`--room-ttl-secs`): rooms were kept forever, so guests could fill a

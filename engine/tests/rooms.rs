@@ -205,7 +205,7 @@ fn application_errors_keep_the_connection_usable() {
 fn too_many_rooms_is_an_error() {
     let srv = server(|_| {});
     let mut c = Client::connect(srv.local_addr(), "/ws");
-    for i in 0..corecast::limits::ROOMS_PER_CONNECTION_MAX {
+    for i in 0..corecast::limits::TOPICS_PER_CONNECTION_MAX {
         c.send(json!({"type":"room:join","room":format!("r{i}")}));
     }
     c.send(json!({"type":"room:join","room":"one-too-many","ref":"x"}));

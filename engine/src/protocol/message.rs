@@ -44,8 +44,8 @@ pub enum AppError {
     NotInRoom { room: String },
     #[error("already a member of room `{room}`")]
     AlreadyInRoom { room: String },
-    #[error("a connection may be in at most {max} rooms")]
-    TooManyRooms { max: usize },
+    #[error("a connection may be in at most {max} rooms and documents")]
+    TooManyTopics { max: usize },
     #[error("usernames are 1 to {max} bytes of letters, digits, '-', '_', '.'")]
     InvalidUsername { max: usize },
     #[error("the username `{name}` is reserved")]
@@ -62,8 +62,8 @@ pub enum AppError {
     WrongPassword { room: String },
     #[error("room `{room}` is full ({max} users)")]
     RoomFull { room: String, max: usize },
-    #[error("this shard holds {max} rooms already")]
-    RoomLimit { max: usize },
+    #[error("this shard holds {max} rooms and documents already")]
+    TopicLimit { max: usize },
     #[error("content is {size} bytes; at most {max}")]
     ContentTooLarge { size: usize, max: usize },
     #[error("rate limit: {limit} messages per {window_ms} ms; retry in {retry_ms} ms")]
@@ -99,7 +99,7 @@ impl AppError {
             AppError::InvalidRoomName { .. } => "invalid_room_name",
             AppError::NotInRoom { .. } => "not_in_room",
             AppError::AlreadyInRoom { .. } => "already_in_room",
-            AppError::TooManyRooms { .. } => "too_many_rooms",
+            AppError::TooManyTopics { .. } => "too_many_rooms",
             AppError::InvalidUsername { .. } => "invalid_username",
             AppError::ReservedUsername { .. } => "reserved_username",
             AppError::AuthRequired => "auth_required",
@@ -108,7 +108,7 @@ impl AppError {
             AppError::RoomExists { .. } => "room_exists",
             AppError::WrongPassword { .. } => "wrong_password",
             AppError::RoomFull { .. } => "room_full",
-            AppError::RoomLimit { .. } => "room_limit",
+            AppError::TopicLimit { .. } => "room_limit",
             AppError::ContentTooLarge { .. } => "content_too_large",
             AppError::RateLimited { .. } | AppError::Throttled { .. } => "rate_limited",
             AppError::RoomQuota { .. } => "room_quota",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::limits::{ROOMS_PER_SHARD_MAX, USERS_PER_SHARD_MAX};
+use crate::limits::{TOPICS_PER_SHARD_MAX, USERS_PER_SHARD_MAX};
 use crate::protocol::handshake::http_response;
 use crate::stats::ShardStats;
 
@@ -48,7 +48,7 @@ fn limits_json(c: &Config) -> String {
         "{{\"max_connections\":{},\"send_queue_bytes\":{},\"max_message_bytes\":{},\
          \"incomplete_bytes_per_shard\":{},\"history_messages\":{},\
          \"history_bytes_per_room\":{},\"history_bytes_per_shard\":{},\
-         \"rooms_per_shard\":{ROOMS_PER_SHARD_MAX},\"room_ttl_secs\":{},\
+         \"rooms_per_shard\":{TOPICS_PER_SHARD_MAX},\"room_ttl_secs\":{},\
          \"users_per_shard\":{USERS_PER_SHARD_MAX},\"user_ttl_secs\":{},\
          \"max_frames_per_sec\":{},\"rate_limit\":{},\"request_rate\":{},\
          \"user_request_rate\":{},\"ip_request_rate\":{}}}",

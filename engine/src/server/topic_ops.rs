@@ -20,7 +20,7 @@ use super::shard_msg::Delivery;
 use super::shard_msg::{shard_of, ConnRef, Joined, ShardMsg};
 use super::topic::TopicOwner;
 use crate::features::{FeatureId, FeatureMsg, Features, OwnedMsg};
-use crate::limits::ROOMS_PER_SHARD_MAX;
+use crate::limits::TOPICS_PER_SHARD_MAX;
 use crate::protocol::event;
 use crate::protocol::message::AppError;
 use crate::stream::{Batcher, Deadline, History};
@@ -214,9 +214,9 @@ impl Shard {
             );
             return Ok((tk, topic.serial));
         }
-        if self.topics.len() >= ROOMS_PER_SHARD_MAX && !self.evict_empty_topic(now.mono) {
-            return Err(AppError::RoomLimit {
-                max: ROOMS_PER_SHARD_MAX,
+        if self.topics.len() >= TOPICS_PER_SHARD_MAX && !self.evict_empty_topic(now.mono) {
+            return Err(AppError::TopicLimit {
+                max: TOPICS_PER_SHARD_MAX,
             });
         }
         let c = &self.config;

@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-/// Rooms one connection may be in at once; joining more is the `too_many_rooms` error.
-pub const ROOMS_PER_CONNECTION_MAX: usize = 64;
-
 /// Rooms per connection whose last typing state and read mark are remembered for conflation
 /// (repeats are free); as many as a connection may join.
-pub const CONVERSATION_TRACKED_ROOMS_MAX: usize = ROOMS_PER_CONNECTION_MAX;
+pub const CONVERSATION_TRACKED_ROOMS_MAX: usize = crate::limits::TOPICS_PER_CONNECTION_MAX;
 
 /// A `typing:start` repeated sooner than this after the last one forwarded is conflated: the
 /// room already shows the user typing for `TYPING_TTL` (3 s).

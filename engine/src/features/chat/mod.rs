@@ -34,9 +34,10 @@ pub use typing::Typing;
 
 use super::users::{PresenceNews, Status, Users};
 use crate::config::Config;
-use crate::features::chat::limits::{ROOMS_CREATED_PER_CONNECTION_MAX, ROOMS_PER_CONNECTION_MAX};
+use crate::features::chat::limits::ROOMS_CREATED_PER_CONNECTION_MAX;
 use crate::features::ApiRefusal;
 use crate::identity::User;
+use crate::limits::TOPICS_PER_CONNECTION_MAX;
 use crate::protocol::message::{valid_room_name, AppError};
 use crate::server::{Ctx, Dropped};
 
@@ -304,9 +305,9 @@ fn join(
     if ctx.is_member(key, room) {
         return Err(AppError::AlreadyInRoom { room: room.into() });
     }
-    if ctx.topic_count(key) >= ROOMS_PER_CONNECTION_MAX {
-        return Err(AppError::TooManyRooms {
-            max: ROOMS_PER_CONNECTION_MAX,
+    if ctx.topic_count(key) >= TOPICS_PER_CONNECTION_MAX {
+        return Err(AppError::TooManyTopics {
+            max: TOPICS_PER_CONNECTION_MAX,
         });
     }
     let name = ctx.topic_name(key, room);

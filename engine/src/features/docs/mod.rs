@@ -36,7 +36,7 @@ pub use error::DocError;
 pub use messages::ClientMsg;
 pub use msg::{Change, DocOp, ShardMsg, ToDoc};
 
-use crate::features::chat::limits::ROOMS_PER_CONNECTION_MAX;
+use crate::limits::TOPICS_PER_CONNECTION_MAX;
 use crate::protocol::handshake::DOC_TOPIC_PREFIX;
 use crate::protocol::message::AppError;
 use crate::server::{ConnRef, Ctx};
@@ -198,9 +198,9 @@ fn join(
         let doc = public_name(topic).into();
         return Err(AppError::Doc(DocError::AlreadyInDoc { doc }));
     }
-    if ctx.topic_count(key) >= ROOMS_PER_CONNECTION_MAX {
-        let max = ROOMS_PER_CONNECTION_MAX;
-        return Err(AppError::TooManyRooms { max });
+    if ctx.topic_count(key) >= TOPICS_PER_CONNECTION_MAX {
+        let max = TOPICS_PER_CONNECTION_MAX;
+        return Err(AppError::TooManyTopics { max });
     }
     let name = ctx.topic_name(key, topic);
     let op = Box::new(DocOp::Join {
