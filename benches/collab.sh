@@ -7,9 +7,10 @@
 #
 #   benches/collab.sh [duration_s] [repeats] [shape...]      shape: DOCSxEDITORSxRATE[xHZ]
 #
-# SERVERS="corecast sharedb" runs each shape against both, alternating, on the same core
-# (sharedb: benches/peers/sharedb-server.js, ShareDB with ot-text-unicode in memory; needs
-# `npm ci --prefix benches/peers`; no cursors there, so its runs use 0 Hz). CORECAST_FLAGS adds
+# SERVERS="corecast sharedb hocuspocus" runs each shape against each, alternating, on the same
+# core (sharedb: benches/peers/sharedb-server.js, ShareDB with ot-text-unicode in memory;
+# hocuspocus: benches/peers/hocuspocus-server.js, Hocuspocus with Yjs in memory; both need
+# `npm ci --prefix benches/peers`; no cursors there, so their runs use 0 Hz). CORECAST_FLAGS adds
 # server flags (e.g. "--write-interval-ms 5"), CORECAST_BIN another build (for an A/B), NO_BUILD=1
 # skips the build (to edit sources while it runs). SPIN=1 makes the client poll without sleeping
 # (`loadgen collab --spin`), so that the server's sends do not also pay for waking it.
@@ -32,8 +33,8 @@ cpu_secs() { awk -v t="$ticks" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
 
 servers=(${SERVERS:-corecast})
 start_server() {
-  if [ "$1" = sharedb ]; then
-    PORT=$port taskset -c 0 node benches/peers/sharedb-server.js > /dev/null &
+  if [ "$1" = sharedb ] || [ "$1" = hocuspocus ]; then
+    PORT=$port taskset -c 0 node "benches/peers/$1-server.js" > /dev/null &
     url=ws://127.0.0.1:$port/
   else
     taskset -c 0 "${CORECAST_BIN:-./target/release/corecast}" --shards 1 --pin false --rate-limit off \
@@ -51,7 +52,7 @@ for r in $(seq 1 "$repeats"); do
   for shape in "${shapes[@]}"; do
   for server in "${servers[@]}"; do
     IFS=x read -r docs editors rate hz <<< "$shape"
-    [ "$server" = sharedb ] && hz=0
+    [ "$server" != corecast ] && hz=0
     start_server "$server"
     before=$(cpu_secs $srv)
     json=$(taskset -c 1 ./target/release/loadgen collab --url "$url" --protocol "$server" \

@@ -4,7 +4,7 @@ and writes a markdown table, the raw results (JSON lines) and plots of deliverie
 
     benches/compare.py            # everything, 2 repeats (about 35 minutes on 2 cores)
     benches/compare.py --quick    # fewer rates, 1 repeat (about 8 minutes)
-    benches/compare.py --scenarios collab --servers corecast,sharedb   # shared documents only
+    benches/compare.py --scenarios collab --servers corecast,sharedb,hocuspocus   # documents only
 
 Each server is pinned to CPU 0 and loadgen to CPU 1 (on a machine with more CPUs, --server-cpus
 and --client-cpus take lists). Within each scenario and rate the servers run in turn
@@ -12,15 +12,17 @@ and --client-cpus take lists). Within each scenario and rate the servers run in 
 or past 1 s p99 is not offered higher rates. Output goes to benches/results/.
 
 The `collab` scenario is shared documents (`loadgen collab`, 100 documents x 2 editors, the rate
-per editor) against ShareDB (`benches/peers/sharedb-server.js`): it counts edits (ops typed and
-sent) instead of deliveries, and also shows the changes (messages) that carried them: both
-sides' editors buffer what is typed while a change is in flight and send it as one change (a
-corecast op list, a composed ShareDB op). "Delivered" means the edits sent kept up with those
+per editor) against ShareDB (`benches/peers/sharedb-server.js`), the reference, and Hocuspocus
+(`benches/peers/hocuspocus-server.js`, Yjs): it counts edits (ops typed and sent) instead of
+deliveries, and also shows the changes (messages) that carried them. corecast's and ShareDB's
+editors buffer what is typed while a change is in flight and send it as one change (a corecast
+op list, a composed ShareDB op); Hocuspocus's send one Yjs update per keystroke, as its provider
+does. "Delivered" means the edits sent kept up with those
 typed (within 3%) and every editor converged on the server's text; latency runs from an edit's
 keystroke until every other editor has it (the table also shows p99 from the change's send).
 The server's CPU is that of the measured window only, and the client polls without sleeping
 (`--spin`), so that the server's loopback sends do not also pay for waking it. The other peers
-do not speak it, and ShareDB speaks nothing else.
+do not speak it, and ShareDB and Hocuspocus speak nothing else.
 
 """
 
@@ -93,6 +95,13 @@ SERVERS = {
         "url": lambda port: f"ws://127.0.0.1:{port}/",
         "proto": [],
         "collab": "sharedb",
+        "only": ["collab"],
+    },
+    "hocuspocus": {
+        "cmd": lambda port: ["node", str(PEERS / "hocuspocus-server.js")],
+        "url": lambda port: f"ws://127.0.0.1:{port}/",
+        "proto": [],
+        "collab": "hocuspocus",
         "only": ["collab"],
     },
 }

@@ -91,8 +91,8 @@ struct CollabArgs {
     /// Fail (exit 1) when p99 op latency exceeds this many ms.
     #[arg(long)]
     max_p99_ms: Option<f64>,
-    /// The server's protocol: corecast's doc:*, or ShareDB's (ot-text-unicode, collection
-    /// `docs`; no cursors).
+    /// The server's protocol: corecast's doc:*, ShareDB's (ot-text-unicode, collection
+    /// `docs`), or Hocuspocus's (Yjs, one update per keystroke); the last two have no cursors.
     #[arg(long, value_enum, default_value_t = CollabProtocol::Corecast)]
     protocol: CollabProtocol,
     /// The server's process id: report its CPU seconds over the measured window, and the
@@ -115,6 +115,7 @@ enum CollabProtocol {
     Corecast,
     #[value(name = "sharedb")]
     ShareDb,
+    Hocuspocus,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -388,10 +389,15 @@ fn collab(a: &CollabArgs) -> anyhow::Result<bool> {
     let proto = match a.protocol {
         CollabProtocol::Corecast => loadgen::collab::Proto::Corecast,
         CollabProtocol::ShareDb => loadgen::collab::Proto::ShareDb,
+        CollabProtocol::Hocuspocus => loadgen::collab::Proto::Hocuspocus,
     };
     anyhow::ensure!(
         proto == loadgen::collab::Proto::Corecast || a.cursor_hz == 0.0,
-        "--protocol sharedb has no cursors: pass --cursor-hz 0"
+        "only --protocol corecast has cursors: pass --cursor-hz 0"
+    );
+    anyhow::ensure!(
+        proto != loadgen::collab::Proto::Hocuspocus || a.text_editors.is_none(),
+        "--protocol hocuspocus has no typists: every Yjs editor keeps the document"
     );
     let cfg = loadgen::collab::CollabConfig {
         url: a.url.clone(),

@@ -15,11 +15,13 @@
 //! (`text_unicode`): the op in flight, and the ops typed since composed into one.
 
 use super::text_unicode::{self as tu, Component, TextOp};
+use super::yjs::{self, Key, Replica};
 use corecast::features::docs::limits::OPS_PER_CHANGE_MAX;
 use corecast::features::docs::op_json::{from_json as ops_from, to_json as ops_json};
 use corecast::features::docs::operation::{transform_lists, Op};
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use tungstenite::Message;
 
 use ropey::Rope;
 use serde::Deserialize;
@@ -35,6 +37,9 @@ pub enum Proto {
     /// ShareDB with `ot-text-unicode`: a change is the buffer composed into one op; a
     /// submitted op keeps its insert left of those it is transformed against.
     ShareDb,
+    /// Hocuspocus with Yjs (`yjs`): no change waits for another; every keystroke is an update
+    /// sent at once, answered with a `SyncStatus`.
+    Hocuspocus,
 }
 
 pub struct Editor {
@@ -53,6 +58,10 @@ pub struct Editor {
     pending_at: VecDeque<u64>,
     /// ShareDB's buffer instead of `inflight` and `pending`.
     composed: Composed,
+    /// A Hocuspocus editor's replica, and its keystrokes' update frames not yet sent (with
+    /// their identities and keystroke times).
+    pub yjs: Option<Replica>,
+    yjs_queued: VecDeque<(Vec<u8>, u64, u64)>,
     pub seq: u64,
     /// Keeps no text: inserts at the start and follows the versions only.
     pub typist: bool,
@@ -143,6 +152,8 @@ impl Editor {
             pending: Vec::new(),
             pending_at: VecDeque::new(),
             composed: Composed::default(),
+            yjs: None,
+            yjs_queued: VecDeque::new(),
             seq: 0,
             typist: false,
             rng: seed | 1,
@@ -158,8 +169,21 @@ impl Editor {
 
     /// A random keystroke typed at `at` (ns): mostly inserts of one character, some deletes.
     pub fn edit(&mut self, at: u64) {
-        self.pending_at.push_back(at);
         let r = self.random();
+        if let Some(y) = self.yjs.as_mut() {
+            // Characters of one UTF-16 unit, so that any offset is a valid one.
+            let c = ["a", "b", "é", " ", "漢", "\n"][(r >> 8) as usize % 6];
+            let len = y.len();
+            let key = if len < 8 || !r.is_multiple_of(4) {
+                Key::Insert((r >> 16) as u32 % (len + 1), c)
+            } else {
+                Key::Delete((r >> 16) as u32 % len)
+            };
+            let (frame, id) = y.edit(key);
+            self.yjs_queued.push_back((frame, id, at));
+            return;
+        }
+        self.pending_at.push_back(at);
         let len = self.text.len_chars();
         let c = ['a', 'b', 'é', ' ', '😀', '\n'][(r >> 8) as usize % 6].to_string();
         let op = if self.typist {
@@ -186,7 +210,13 @@ impl Editor {
 
     /// The next change to send, when none is in flight: its seq, its text, when its oldest
     /// edit was typed, and how many edits it carries.
-    pub fn flush(&mut self, now: u64) -> Option<(u64, String, u64, usize)> {
+    pub fn flush(&mut self, now: u64) -> Option<(u64, Message, u64, usize)> {
+        if let Some(y) = self.yjs.as_mut() {
+            let (frame, id, typed) = self.yjs_queued.pop_front()?;
+            self.seq += 1;
+            y.sent.push_back((self.seq, id));
+            return Some((self.seq, Message::binary(frame), typed, 1));
+        }
         if !self.settled_inflight() || self.buffered() == 0 {
             return None;
         }
@@ -198,7 +228,7 @@ impl Editor {
             let msg = json!({"a": "op", "c": "docs", "d": self.doc, "v": self.version,
                 "seq": self.seq, "op": tu::to_json(&op)});
             self.composed.inflight = Some((self.seq, op));
-            return Some((self.seq, msg.to_string(), typed, n));
+            return Some((self.seq, Message::text(msg.to_string()), typed, n));
         }
         // At most the server's ops per change, as the JS client sends; the rest go next, each
         // keeping its keystroke's time.
@@ -213,7 +243,7 @@ impl Editor {
             "ops": ops_json(&ops), "client": self.client, "seq": self.seq});
         let n = ops.len();
         self.inflight = Some((self.seq, ops));
-        Some((self.seq, msg.to_string(), typed, n))
+        Some((self.seq, Message::text(msg.to_string()), typed, n))
     }
 
     /// Edits typed and not yet sent.
@@ -221,12 +251,48 @@ impl Editor {
         match self.proto {
             Proto::Corecast => self.pending.len(),
             Proto::ShareDb => self.composed.pending.as_ref().map_or(0, |p| p.1),
+            Proto::Hocuspocus => self.yjs_queued.len(),
         }
     }
 
-    /// No change in flight.
+    /// No change in flight (for Hocuspocus: none unanswered).
     fn settled_inflight(&self) -> bool {
-        self.inflight.is_none() && self.composed.inflight.is_none()
+        self.inflight.is_none()
+            && self.composed.inflight.is_none()
+            && self.yjs.as_ref().is_none_or(|y| y.sent.is_empty())
+    }
+
+    /// A binary frame: Hocuspocus's. Another's update is applied (our own, echoed before its
+    /// `SyncStatus`, is not counted), and a `SyncStatus` answers the oldest of ours awaiting
+    /// one.
+    pub fn on_binary(&mut self, frame: &[u8]) -> Result<Heard, String> {
+        let y = self
+            .yjs
+            .as_mut()
+            .ok_or("a binary frame from a JSON protocol")?;
+        match yjs::parse(frame)? {
+            // Hocuspocus sends an update to every connection, its author's too.
+            yjs::Frame::Update(u) => match y.apply(&u)? {
+                id if y.sent.iter().any(|s| s.1 == id) => Ok(Heard::Other),
+                id => Ok(Heard::Change { version: id }),
+            },
+            yjs::Frame::Step2(u) => y.apply(&u).map(|_| Heard::Other),
+            yjs::Frame::Saved(true) => match y.sent.pop_front() {
+                Some((0, _)) => Ok(Heard::Other),
+                Some((seq, version)) => Ok(Heard::Ack { seq, version }),
+                None => Err(format!("{}: a SyncStatus for nothing sent", self.client)),
+            },
+            yjs::Frame::Saved(false) => Err(format!("{}: an update not saved", self.client)),
+            yjs::Frame::Denied(why) => Err(format!("{}: permission denied: {why}", self.client)),
+            _ => Ok(Heard::Other),
+        }
+    }
+
+    /// The text as this editor has it.
+    pub fn text(&self) -> String {
+        self.yjs
+            .as_ref()
+            .map_or_else(|| self.text.to_string(), Replica::text)
     }
 
     /// A frame's text from the server, with its parsed value when the run's figures need it
@@ -412,6 +478,7 @@ mod tests {
         assert!(e.on_text(frame).is_err(), "a repeated version is a failure");
         e.edit(0);
         let (_, msg, _, _) = e.flush(0).unwrap();
+        let msg = msg.into_text().unwrap();
         assert!(
             msg.contains(r#""position":0"#) && msg.contains(r#""version":12"#),
             "{msg}"
@@ -491,7 +558,7 @@ mod tests {
         }
         if let Some((_, msg, _, n)) = e.flush(0) {
             assert!(n >= 1);
-            let mut m: Value = serde_json::from_str(&msg).unwrap();
+            let mut m: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
             m["src"] = json!(e.agent);
             let out = s.submit(&m.to_string());
             inbox.iter_mut().for_each(|q| q.push_back(out.clone()));

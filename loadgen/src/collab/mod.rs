@@ -13,6 +13,7 @@
 mod editor;
 mod text_unicode;
 mod tracker;
+mod yjs;
 
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -25,6 +26,7 @@ use tungstenite::{Message, WebSocket};
 
 pub use editor::{Editor, Heard, Proto};
 use tracker::Tracker;
+use yjs::Replica;
 
 use crate::clock::now_ns;
 
@@ -153,7 +155,7 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
                     s.next_cursor += every;
                     let x = now as f64 / 1e6;
                     let mv = json!({"type": "cursor:move", "doc": s.editor.doc, "x": x, "y": i});
-                    send(s, mv.to_string());
+                    send(s, Message::text(mv.to_string()));
                     t.cursor_moves += 1;
                 }
             }
@@ -213,15 +215,17 @@ impl Window {
     }
 }
 
+/// Sends what the editor's discipline lets go now: one change when none is in flight (corecast,
+/// ShareDB), every keystroke's update (Hocuspocus).
 fn submit(s: &mut Seat, i: usize, t: &mut Tracker, now: u64) {
-    if let Some((seq, msg, typed, edits)) = s.editor.flush(now) {
+    while let Some((seq, msg, typed, edits)) = s.editor.flush(now) {
         t.submitted(i, seq, typed, now, edits as u64);
         send(s, msg);
     }
 }
 
-fn send(s: &mut Seat, text: String) {
-    match s.ws.send(Message::text(text)) {
+fn send(s: &mut Seat, msg: Message) {
+    match s.ws.send(msg) {
         Ok(()) => {}
         Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
             s.dirty = true
@@ -247,6 +251,12 @@ fn read(s: &mut Seat, i: usize, t: &mut Tracker) -> Result<(), String> {
                     Err(e) => t.errors.push(e),
                 }
             }
+            Ok(Message::Binary(frame)) => match s.editor.on_binary(&frame) {
+                Ok(heard) => {
+                    t.heard(s.doc, i, &heard, None, now_ns());
+                }
+                Err(e) => t.errors.push(e),
+            },
             Ok(_) => {}
             Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 return Ok(())
@@ -259,17 +269,7 @@ fn read(s: &mut Seat, i: usize, t: &mut Tracker) -> Result<(), String> {
 /// A connection that has joined `doc`: its socket and the document's state message (for
 /// ShareDB also the connection's agent id).
 fn connect(cfg: &CollabConfig, doc: &str) -> Result<(Ws, Value, String), String> {
-    let config =
-        tungstenite::protocol::WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-    let (mut ws, _) = tungstenite::client::connect_with_config(&cfg.url, Some(config), 0)
-        .map_err(|e| format!("{}: {e}", cfg.url))?;
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(JOIN_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        s.set_nodelay(true).map_err(|e| e.to_string())?;
-    } else {
-        return Err("collab drives plain ws:// only".into());
-    }
+    let mut ws = open(cfg)?;
     let send = |ws: &mut Ws, v: Value| {
         ws.send(Message::text(v.to_string()))
             .map_err(|e| e.to_string())
@@ -285,6 +285,51 @@ fn connect(cfg: &CollabConfig, doc: &str) -> Result<(Ws, Value, String), String>
     send(&mut ws, json!({"type": "doc:join", "doc": doc}))?;
     let state = wait_for(&mut ws, doc, |v| v["type"] == "doc:state")?;
     Ok((ws, state, String::new()))
+}
+
+/// A blocking connection with Nagle off, for joining.
+fn open(cfg: &CollabConfig) -> Result<Ws, String> {
+    let config =
+        tungstenite::protocol::WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let (ws, _) = tungstenite::client::connect_with_config(&cfg.url, Some(config), 0)
+        .map_err(|e| format!("{}: {e}", cfg.url))?;
+    let MaybeTlsStream::Plain(s) = ws.get_ref() else {
+        return Err("collab drives plain ws:// only".into());
+    };
+    s.set_read_timeout(Some(JOIN_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// A Hocuspocus connection to `doc` as Yjs client `client`, synced: authenticated (an empty
+/// token), our step 1 answered with the document, the server's answered with ours.
+fn connect_yjs(cfg: &CollabConfig, doc: &str, client: u64) -> Result<(Ws, Replica), String> {
+    let mut ws = open(cfg)?;
+    let mut r = Replica::new(doc, client);
+    let send = |ws: &mut Ws, frame: Vec<u8>| {
+        ws.send(Message::binary(frame))
+            .map_err(|e| format!("joining {doc}: {e}"))
+    };
+    send(&mut ws, yjs::auth(doc))?;
+    send(&mut ws, r.step1())?;
+    loop {
+        let Message::Binary(b) = ws.read().map_err(|e| format!("joining {doc}: {e}"))? else {
+            continue;
+        };
+        match yjs::parse(&b)? {
+            yjs::Frame::Denied(why) => return Err(format!("joining {doc}: denied: {why}")),
+            yjs::Frame::Step1(sv) => send(&mut ws, r.step2(&sv)?)?,
+            yjs::Frame::Saved(_) => {
+                r.sent.pop_front();
+            }
+            yjs::Frame::Step2(u) => {
+                r.apply(&u)?;
+                return Ok((ws, r));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Reads until a message `want` accepts; an error message fails.
@@ -308,13 +353,20 @@ fn setup(cfg: &CollabConfig) -> Result<Vec<Seat>, String> {
     for d in 0..cfg.docs {
         let doc = format!("{}-{d}", cfg.doc_prefix);
         for e in 0..cfg.editors {
-            let (ws, state, agent) = connect(cfg, &doc)?;
             let client = format!("lg-{d}-{e}-{}", now_ns());
             let mut editor = Editor::new(&doc, client, (d * 7919 + e * 104_729 + 1) as u64);
             editor.proto = cfg.proto;
-            editor.agent = agent;
-            editor.typist = cfg.text_editors.is_some_and(|n| e >= n);
-            editor.on_frame(&state)?;
+            let ws = if cfg.proto == Proto::Hocuspocus {
+                let (ws, replica) = connect_yjs(cfg, &doc, (seats.len() + 1) as u64)?;
+                editor.yjs = Some(replica);
+                ws
+            } else {
+                let (ws, state, agent) = connect(cfg, &doc)?;
+                editor.agent = agent;
+                editor.typist = cfg.text_editors.is_some_and(|n| e >= n);
+                editor.on_frame(&state)?;
+                ws
+            };
             if let MaybeTlsStream::Plain(s) = ws.get_ref() {
                 s.set_nonblocking(true).map_err(|e| e.to_string())?;
             }
@@ -338,29 +390,29 @@ fn converged(cfg: &CollabConfig, seats: &[Seat]) -> (Vec<String>, Vec<String>) {
     let mut unsettled = Vec::new();
     for d in 0..cfg.docs {
         let doc = format!("{}-{d}", cfg.doc_prefix);
-        let (text, version) = match connect(cfg, &doc) {
-            Ok((_, v, _)) if cfg.proto == Proto::ShareDb => {
-                let data = &v["data"];
-                (
-                    data["data"].as_str().unwrap_or("").to_string(),
-                    data["v"].as_u64(),
-                )
-            }
-            Ok((_, v, _)) => (
-                v["content"].as_str().unwrap_or("").to_string(),
-                v["version"].as_u64(),
-            ),
+        let server = if cfg.proto == Proto::Hocuspocus {
+            // A Yjs document has no version: its text is the whole of it.
+            let reader = (1 << 40) + d as u64;
+            connect_yjs(cfg, &doc, reader).map(|(_, r)| (r.text(), None))
+        } else {
+            connect(cfg, &doc).map(|(_, v, _)| server_state(cfg, &v))
+        };
+        let (text, version) = match server {
+            Ok(state) => state,
             Err(e) => {
                 out.push(e);
                 continue;
             }
         };
         for s in seats.iter().filter(|s| s.doc == d) {
-            let mine = s.editor.text.to_string();
+            let mine = s.editor.text();
+            let unversioned = cfg.proto == Proto::Hocuspocus;
             if !s.editor.settled() {
                 // Its last change never came back within the drain: the server fell behind.
                 unsettled.push(s.editor.client.clone());
-            } else if (!s.editor.typist && mine != text) || Some(s.editor.version) != version {
+            } else if (!s.editor.typist && mine != text)
+                || (!unversioned && Some(s.editor.version) != version)
+            {
                 out.push(format!(
                     "{}: {} chars at v{}, server {} chars at v{:?}",
                     s.editor.client,
@@ -373,6 +425,16 @@ fn converged(cfg: &CollabConfig, seats: &[Seat]) -> (Vec<String>, Vec<String>) {
         }
     }
     (out, unsettled)
+}
+
+/// A document's text and version from its state message.
+fn server_state(cfg: &CollabConfig, v: &Value) -> (String, Option<u64>) {
+    let (text, version) = if cfg.proto == Proto::ShareDb {
+        (&v["data"]["data"], &v["data"]["v"])
+    } else {
+        (&v["content"], &v["version"])
+    };
+    (text.as_str().unwrap_or("").to_string(), version.as_u64())
 }
 
 /// epoll over the seats' sockets (readable), by seat index.
