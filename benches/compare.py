@@ -90,21 +90,18 @@ SERVERS = {
         "url": lambda port: f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
         "proto": ["--protocol", "socketio"],
     },
-    "sharedb": {
-        "cmd": lambda port: ["node", str(PEERS / "sharedb-server.js")],
-        "url": lambda port: f"ws://127.0.0.1:{port}/",
-        "proto": [],
-        "collab": "sharedb",
-        "only": ["collab"],
-    },
-    "hocuspocus": {
-        "cmd": lambda port: ["node", str(PEERS / "hocuspocus-server.js")],
-        "url": lambda port: f"ws://127.0.0.1:{port}/",
-        "proto": [],
-        "collab": "hocuspocus",
-        "only": ["collab"],
-    },
 }
+
+
+def document_peer(name):
+    """A peer that speaks shared documents only: `benches/peers/{name}-server.js` on `/`,
+    driven by `loadgen collab --protocol {name}`."""
+    return {"cmd": lambda port: ["node", str(PEERS / f"{name}-server.js")],
+            "url": lambda port: f"ws://127.0.0.1:{port}/",
+            "proto": [], "collab": name, "only": ["collab"]}
+
+
+SERVERS.update({name: document_peer(name) for name in ("sharedb", "hocuspocus")})
 for _name, _spec in SERVERS.items():
     # One corecast variant only: the collab runs are long.
     _spec.setdefault("collab", "corecast" if _name == "corecast" else None)

@@ -112,6 +112,24 @@ impl<'a> Take<'a> {
     }
 }
 
+/// Copies `t`'s components over the next `n` code points that the other op skips. Those that
+/// take none of them come along whole and free: in a transform the first op's inserts (the
+/// other op never saw them), in a compose the first op's deletes (the second never saw the
+/// text).
+fn pass(out: &mut TextOp, t: &mut Take<'_>, mut n: usize, whole: Whole) {
+    while n > 0 {
+        let c = t.take(Some(n), whole).expect("a length was asked");
+        let free = matches!(
+            (&c, whole),
+            (Component::Insert(_), Whole::Inserts) | (Component::Delete(_), Whole::Deletes)
+        );
+        if !free {
+            n -= len(&c);
+        }
+        append(out, c);
+    }
+}
+
 /// `op1` transformed past `op2`, which was applied first. `left`: on a tie `op1`'s insert goes
 /// first (ShareDB gives a submitted op side `left` against those it is transformed past).
 pub fn transform(op1: &[Component], op2: &[Component], left: bool) -> TextOp {
@@ -119,16 +137,7 @@ pub fn transform(op1: &[Component], op2: &[Component], left: bool) -> TextOp {
     let mut t = Take::new(op1);
     for c2 in op2 {
         match c2 {
-            Component::Skip(n) => {
-                let mut n = *n;
-                while n > 0 {
-                    let c1 = t.take(Some(n), Whole::Inserts).expect("a length was asked");
-                    if !matches!(c1, Component::Insert(_)) {
-                        n -= len(&c1);
-                    }
-                    append(&mut out, c1);
-                }
-            }
+            Component::Skip(n) => pass(&mut out, &mut t, *n, Whole::Inserts),
             Component::Insert(s) => {
                 if left && t.peek_is_insert() {
                     append(&mut out, t.take(None, Whole::Inserts).expect("an insert"));
@@ -159,16 +168,7 @@ pub fn compose(op1: &[Component], op2: &[Component]) -> TextOp {
     let mut t = Take::new(op1);
     for c2 in op2 {
         match c2 {
-            Component::Skip(n) => {
-                let mut n = *n;
-                while n > 0 {
-                    let c1 = t.take(Some(n), Whole::Deletes).expect("a length was asked");
-                    if !matches!(c1, Component::Delete(_)) {
-                        n -= len(&c1);
-                    }
-                    append(&mut out, c1);
-                }
-            }
+            Component::Skip(n) => pass(&mut out, &mut t, *n, Whole::Deletes),
             Component::Insert(s) => append(&mut out, Component::Insert(s.clone())),
             Component::Delete(n) => {
                 let mut n = *n;
