@@ -462,6 +462,7 @@ fn collab_summary(a: &CollabArgs, r: &loadgen::collab::CollabReport) -> serde_js
         "server_cpu_s": r.server_cpu_secs,
         "changes_per_server_cpu_s": r.server_cpu_secs.map(|s| r.window_changes as f64 / s.max(1e-9)),
         "spin": a.spin, "text_editors": a.text_editors,
-        "divergences": r.divergences, "unsettled": r.unsettled.len(), "errors": r.errors,
+        "divergences": r.divergences, "unsettled": r.unsettled.len(), "unmatched": r.unmatched,
+        "errors": r.errors,
     })
 }

@@ -385,6 +385,8 @@ impl Editor {
                         .as_ref()
                         .is_some_and(|(s, _)| *s == seq)
                 {
+                    // The server sends every op before ours first: ours is the next version.
+                    self.next_version(at + 1)?;
                     self.composed.inflight = None;
                     self.version = at + 1;
                     return Ok(Heard::Ack {
@@ -448,6 +450,9 @@ impl Editor {
         let pending = std::mem::take(&mut self.pending);
         let (pending, t) = transform_lists(pending, theirs, true);
         self.pending = pending;
+        // A pending delete of what they deleted is gone: keep the oldest keystroke times, so
+        // a change's time is never later than its oldest op's.
+        self.pending_at.truncate(self.pending.len());
         for op in &t {
             op.apply(&mut self.text)
                 .map_err(|e| format!("{}: {e}", self.client))?;

@@ -38,6 +38,12 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// of changes to one editor is a few KB.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 
+/// How long a run waits, once every change is acknowledged, for the other editors to have
+/// them all. On loopback they are already on their way; a change that never reaches them (two
+/// Yjs editors deleting one character: the second delete changes nothing and Hocuspocus sends
+/// it to no one) is reported as unmatched instead of holding the run for the whole drain.
+const UNMATCHED_GRACE_SECS: f64 = 0.2;
+
 /// Ready sockets taken from epoll per wait (the rest come at the next).
 const EVENTS_PER_WAIT: usize = 256;
 
@@ -94,6 +100,9 @@ pub struct CollabReport {
     /// Editors with a change still unacknowledged when the drain ended (the server fell
     /// behind): not a divergence, but the run fails too.
     pub unsettled: Vec<String>,
+    /// Changes acknowledged but not heard by every other editor when the run ended, or
+    /// heard without an author (timed by neither latency).
+    pub unmatched: u64,
     pub errors: Vec<String>,
 }
 
@@ -134,6 +143,7 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
     let mut t = Tracker::new(cfg.docs, cfg.editors, measure_from);
     let drain_until = stop_edits + secs(cfg.drain);
     let mut window = Window::default();
+    let mut acked_since: Option<u64> = None;
     let wait = Duration::from_millis(if cfg.spin { 0 } else { 1 });
     loop {
         let now = now_ns();
@@ -163,7 +173,14 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
                 s.dirty = matches!(s.ws.flush(), Err(tungstenite::Error::Io(_)));
             }
         }
-        let settled = seats.iter().all(|s| s.editor.settled()) && t.quiet();
+        // Settled: every change acknowledged, and every other editor has it, or a grace
+        // period has passed (a change no other editor can get stays unmatched and is counted).
+        let acked = !editing && seats.iter().all(|s| s.editor.settled());
+        let acked_at = *acked_since.get_or_insert(now);
+        if !acked {
+            acked_since = None;
+        }
+        let settled = acked && (t.quiet() || now >= acked_at + secs(UNMATCHED_GRACE_SECS));
         if !editing && (settled || now >= drain_until) {
             break;
         }

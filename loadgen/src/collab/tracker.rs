@@ -35,6 +35,9 @@ pub struct Tracker {
     op_sent: Histogram<u64>,
     ack: Histogram<u64>,
     cursor: Histogram<u64>,
+    /// Acks of a change another editor's ack already claimed (two Yjs deletes of one
+    /// character look alike): neither is timed.
+    collided: u64,
     pub changes_sent: u64,
     /// Ops in the changes sent.
     pub ops_sent: u64,
@@ -60,6 +63,7 @@ impl Tracker {
             op_sent: histogram(),
             ack: histogram(),
             cursor: histogram(),
+            collided: 0,
             changes_sent: 0,
             ops_sent: 0,
             changes_heard: 0,
@@ -87,7 +91,12 @@ impl Tracker {
                 if sent >= self.measure_from {
                     self.ack.saturating_record((now - sent) / 1000);
                 }
-                self.tracks.entry((doc, version)).or_default().submitted = Some((typed, sent));
+                let t = self.tracks.entry((doc, version)).or_default();
+                if t.submitted.replace((typed, sent)).is_some() {
+                    self.collided += 1;
+                    self.tracks.remove(&(doc, version));
+                    return;
+                }
                 self.complete(doc, version);
             }
             Heard::Change { version } => {
@@ -163,6 +172,7 @@ impl Tracker {
             server_cpu_secs: None,
             divergences,
             unsettled,
+            unmatched: self.tracks.len() as u64 + self.collided,
             errors: self.errors,
         }
     }
