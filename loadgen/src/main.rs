@@ -252,91 +252,10 @@ fn real_main() -> anyhow::Result<bool> {
     if let Command::Collab(a) = &cli.scenario {
         return collab(a);
     }
-    let (common, scenario): (&Common, Box<dyn Scenario>) = match &cli.scenario {
-        Command::Collab(_) => unreachable!("run above"),
-        Command::Connect { common } => (
-            common,
-            Box::new(Connect {
-                conns: common.conns,
-            }),
-        ),
-        Command::Echo { common } => (
-            common,
-            Box::new(Echo {
-                conns: common.conns,
-                rate: common.rate,
-                room_prefix: common.room_prefix.clone(),
-            }),
-        ),
-        Command::Fanout {
-            common,
-            rooms,
-            publishers,
-        } => (
-            common,
-            Box::new(Fanout {
-                name: "fanout",
-                conns: common.conns,
-                rooms: *rooms,
-                publishers: *publishers,
-                rate: common.rate,
-                room_prefix: common.room_prefix.clone(),
-            }),
-        ),
-        Command::Broadcast { common, publishers } => (
-            common,
-            Box::new(Fanout {
-                name: "broadcast",
-                conns: common.conns,
-                rooms: 1,
-                publishers: *publishers,
-                rate: common.rate,
-                room_prefix: common.room_prefix.clone(),
-            }),
-        ),
-    };
-    let plan = scenario.plan()?;
-    let target = loadgen::runner::Target::parse(&common.url)?;
-    anyhow::ensure!(common.cores >= 1, "--cores must be at least 1");
-    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
-    let mut cfg = RunConfig::new(target, protocol(common)?, plan);
-    if cfg.target.secure {
-        cfg.tls = Some(loadgen::tls::client_config(common.insecure));
-    }
-    cfg.size = common.size;
-    cfg.warmup = secs(common.warmup);
-    cfg.duration = secs(common.duration);
-    cfg.drain = secs(common.drain);
-    cfg.cores = common.cores;
-    cfg.cpus = common.cpus.clone();
-    cfg.connect_timeout = secs(common.connect_timeout);
-    cfg.ramp = common.ramp;
-    cfg.headers = common.headers.clone();
-    cfg.subprotocols = common.subprotocols.clone();
-    cfg.source_ips = common.source_ips.clone();
-    cfg.exclude_self = common.exclude_self;
-    cfg.hold = secs(common.hold);
-    let params = serde_json::json!({
-        "url": common.url,
-        "protocol": cfg.protocol,
-        "conns": common.conns,
-        "rooms": cfg.plan.rooms.len(),
-        "publishers": cfg.plan.publishers(),
-        "rate": common.rate,
-        "size": common.size,
-        "warmup_s": common.warmup,
-        "duration_s": common.duration,
-        "drain_s": common.drain,
-        "cores": common.cores,
-        "exclude_self": common.exclude_self,
-    });
-    let bar = if common.quiet || common.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("template"));
-        b
-    };
+    let (common, scenario) = scenario_of(&cli.scenario);
+    let cfg = run_config(common, scenario.plan()?)?;
+    let params = params(common, &cfg);
+    let bar = progress_bar(common);
     let mut last = (0u64, 0u64, std::time::Instant::now());
     let mut progress = |phase: &str, s: &Shared, _elapsed: Duration| {
         let (sent, recv) = (s.sent.load(Relaxed), s.received.load(Relaxed));
@@ -358,8 +277,112 @@ fn real_main() -> anyhow::Result<bool> {
     };
     let report = loadgen::run(cfg, scenario.name(), params, &mut progress)?;
     bar.finish_and_clear();
+    write_outputs(common, &report)?;
+    let failed = report.verdict(loadgen::report::Thresholds {
+        min_delivery: common.min_delivery,
+        max_p99_ms: common.max_p99_ms,
+    });
+    for why in &failed {
+        eprintln!("loadgen: FAILED: {why}");
+    }
+    Ok(failed.is_empty())
+}
+
+/// A socket scenario's flags and the scenario they describe.
+fn scenario_of(command: &Command) -> (&Common, Box<dyn Scenario>) {
+    match command {
+        Command::Collab(_) => unreachable!("collab runs on its own"),
+        Command::Connect { common } => (
+            common,
+            Box::new(Connect {
+                conns: common.conns,
+            }),
+        ),
+        Command::Echo { common } => (
+            common,
+            Box::new(Echo {
+                conns: common.conns,
+                rate: common.rate,
+                room_prefix: common.room_prefix.clone(),
+            }),
+        ),
+        Command::Fanout {
+            common,
+            rooms,
+            publishers,
+        } => (common, fanout("fanout", common, *rooms, *publishers)),
+        Command::Broadcast { common, publishers } => {
+            (common, fanout("broadcast", common, 1, *publishers))
+        }
+    }
+}
+
+fn fanout(name: &'static str, common: &Common, rooms: usize, publishers: usize) -> Box<Fanout> {
+    Box::new(Fanout {
+        name,
+        conns: common.conns,
+        rooms,
+        publishers,
+        rate: common.rate,
+        room_prefix: common.room_prefix.clone(),
+    })
+}
+
+fn run_config(common: &Common, plan: loadgen::scenario::Plan) -> anyhow::Result<RunConfig> {
+    let target = loadgen::runner::Target::parse(&common.url)?;
+    anyhow::ensure!(common.cores >= 1, "--cores must be at least 1");
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let mut cfg = RunConfig::new(target, protocol(common)?, plan);
+    if cfg.target.secure {
+        cfg.tls = Some(loadgen::tls::client_config(common.insecure));
+    }
+    cfg.size = common.size;
+    cfg.warmup = secs(common.warmup);
+    cfg.duration = secs(common.duration);
+    cfg.drain = secs(common.drain);
+    cfg.cores = common.cores;
+    cfg.cpus = common.cpus.clone();
+    cfg.connect_timeout = secs(common.connect_timeout);
+    cfg.ramp = common.ramp;
+    cfg.headers = common.headers.clone();
+    cfg.subprotocols = common.subprotocols.clone();
+    cfg.source_ips = common.source_ips.clone();
+    cfg.exclude_self = common.exclude_self;
+    cfg.hold = secs(common.hold);
+    Ok(cfg)
+}
+
+/// The run's parameters, as the report repeats them.
+fn params(common: &Common, cfg: &RunConfig) -> serde_json::Value {
+    serde_json::json!({
+        "url": common.url,
+        "protocol": cfg.protocol,
+        "conns": common.conns,
+        "rooms": cfg.plan.rooms.len(),
+        "publishers": cfg.plan.publishers(),
+        "rate": common.rate,
+        "size": common.size,
+        "warmup_s": common.warmup,
+        "duration_s": common.duration,
+        "drain_s": common.drain,
+        "cores": common.cores,
+        "exclude_self": common.exclude_self,
+    })
+}
+
+fn progress_bar(common: &Common) -> indicatif::ProgressBar {
+    if common.quiet || common.json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new_spinner();
+    b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("template"));
+    b
+}
+
+/// The report on stdout (a table, or JSON), and the histogram and HTML files asked for.
+fn write_outputs(common: &Common, report: &loadgen::report::Report) -> anyhow::Result<()> {
     if common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", report.table());
     }
@@ -369,15 +392,7 @@ fn real_main() -> anyhow::Result<bool> {
     if let Some(p) = &common.report {
         std::fs::write(p, report.html()).with_context(|| format!("writing {}", p.display()))?;
     }
-    let failed = report.verdict(loadgen::report::Thresholds {
-        min_delivery: common.min_delivery,
-        max_p99_ms: common.max_p99_ms,
-    });
-    for why in &failed {
-        eprintln!("loadgen: FAILED: {why}");
-    }
-    let ok = failed.is_empty();
-    Ok(ok)
+    Ok(())
 }
 
 fn collab(a: &CollabArgs) -> anyhow::Result<bool> {

@@ -128,108 +128,140 @@ pub struct Thresholds {
     pub max_p99_ms: Option<f64>,
 }
 
-/// Builds the report from every core's result.
-pub fn build(
-    scenario: &str,
-    params: serde_json::Value,
-    cfg: &RunConfig,
-    cores: Vec<CoreResult>,
-    connect_secs: f64,
-) -> Report {
-    let mut rec: Option<Recorder> = None;
-    let mut handshake = crate::recorder::histogram();
-    let mut failures = BTreeMap::new();
-    let mut server_closes = BTreeMap::new();
-    let mut members = vec![0u64; cfg.plan.rooms.len()];
-    let mut sent_by = BTreeMap::new();
-    let mut unique_by: BTreeMap<u32, u64> = BTreeMap::new();
-    let (mut ok, mut dup, mut ooo, mut frames, mut batched) = (0, 0, 0, 0, 0);
-    let mut overflowed = false;
-    let mut busy = Vec::new();
-    for c in &cores {
-        match rec.as_mut() {
-            None => rec = Some(c.recorder.clone()),
-            Some(r) => r.merge(&c.recorder),
+/// Every core's result added up.
+struct Merged {
+    rec: Recorder,
+    handshake: Histogram<u64>,
+    failures: BTreeMap<String, u64>,
+    server_closes: BTreeMap<String, u64>,
+    /// Members per room.
+    members: Vec<u64>,
+    sent_by: BTreeMap<u32, u64>,
+    unique_by: BTreeMap<u32, u64>,
+    ok: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    frames: u64,
+    batched: u64,
+    overflowed: bool,
+    /// Each core's busy share of its wall time.
+    busy: Vec<f64>,
+}
+
+impl Merged {
+    fn of(cores: &[CoreResult], rooms: usize) -> Merged {
+        let mut m = Merged {
+            rec: cores.first().expect("at least one core").recorder.clone(),
+            handshake: crate::recorder::histogram(),
+            failures: BTreeMap::new(),
+            server_closes: BTreeMap::new(),
+            members: vec![0; rooms],
+            sent_by: BTreeMap::new(),
+            unique_by: BTreeMap::new(),
+            ok: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            frames: 0,
+            batched: 0,
+            overflowed: false,
+            busy: Vec::new(),
+        };
+        for (i, c) in cores.iter().enumerate() {
+            m.add(c, i > 0);
         }
-        handshake.add(&c.handshake).expect("same bounds");
+        m
+    }
+
+    fn add(&mut self, c: &CoreResult, merge_recorder: bool) {
+        if merge_recorder {
+            self.rec.merge(&c.recorder);
+        }
+        self.handshake.add(&c.handshake).expect("same bounds");
         for (k, v) in &c.failures {
-            *failures.entry(k.clone()).or_insert(0) += v;
+            *self.failures.entry(k.clone()).or_insert(0) += v;
         }
         for (k, v) in &c.server_closes {
-            *server_closes.entry(k.clone()).or_insert(0) += v;
+            *self.server_closes.entry(k.clone()).or_insert(0) += v;
         }
         for (r, m) in c.members.iter().enumerate() {
-            members[r] += m;
+            self.members[r] += m;
         }
         for &(p, n) in &c.sent_by_publisher {
-            sent_by.insert(p, n);
+            self.sent_by.insert(p, n);
         }
         for (&p, &n) in &c.unique_by_publisher {
-            *unique_by.entry(p).or_default() += n;
+            *self.unique_by.entry(p).or_default() += n;
         }
-        ok += c.connects_ok;
-        dup += c.duplicates;
-        ooo += c.out_of_order;
-        frames += c.frames;
-        batched += c.batched_frames;
-        overflowed |= c.accounting_overflowed;
-        busy.push(if c.wall_secs > 0.0 {
+        self.ok += c.connects_ok;
+        self.duplicates += c.duplicates;
+        self.out_of_order += c.out_of_order;
+        self.frames += c.frames;
+        self.batched += c.batched_frames;
+        self.overflowed |= c.accounting_overflowed;
+        self.busy.push(if c.wall_secs > 0.0 {
             c.cpu_secs / c.wall_secs
         } else {
             0.0
         });
     }
-    let rec = rec.expect("at least one core");
-    let mut expected = 0u64;
-    for (r, pubs) in cfg.plan.room_publishers.iter().enumerate() {
-        let receivers = members[r].saturating_sub(cfg.exclude_self as u64);
-        for p in pubs {
-            expected += sent_by.get(p).copied().unwrap_or(0) * receivers;
+
+    /// Deliveries owed: each publisher's messages times its room's receivers.
+    fn expected(&self, cfg: &RunConfig) -> u64 {
+        let mut expected = 0u64;
+        for (r, pubs) in cfg.plan.room_publishers.iter().enumerate() {
+            let receivers = self.members[r].saturating_sub(cfg.exclude_self as u64);
+            for p in pubs {
+                expected += self.sent_by.get(p).copied().unwrap_or(0) * receivers;
+            }
         }
+        expected
     }
-    let failed: u64 = failures.values().sum();
-    let received: u64 = unique_by.values().sum();
-    let sent: u64 = sent_by.values().sum();
-    let attempted = cfg.plan.conns.len() as u64;
-    let saturated = busy.iter().any(|&b| b > 0.9);
-    let mut warnings = Vec::new();
-    if saturated {
-        warnings.push(
-            "a loadgen core was busy over 90% of the run: the client may be the bottleneck; \
-             add --cores"
-                .to_string(),
-        );
+
+    fn warnings(&self, saturated: bool, lag: &Percentiles) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if saturated {
+            warnings.push(
+                "a loadgen core was busy over 90% of the run: the client may be the bottleneck; \
+                 add --cores"
+                    .to_string(),
+            );
+        }
+        if self.overflowed {
+            warnings.push(
+                "more than 4096 messages of one publisher were missing at once for some \
+                 receiver: late arrivals past that count as duplicates"
+                    .to_string(),
+            );
+        }
+        if lag.p99 > 10_000 {
+            warnings.push(format!(
+                "publishers fell behind their schedule (p99 lag {} ms): the offered rate was not \
+                 fully sent on time",
+                lag.p99 / 1000
+            ));
+        }
+        warnings
     }
-    if overflowed {
-        warnings.push(
-            "more than 4096 messages of one publisher were missing at once for some receiver: \
-             late arrivals past that count as duplicates"
-                .to_string(),
-        );
-    }
-    let lag = Percentiles::of(&rec.schedule_lag);
-    if lag.p99 > 10_000 {
-        warnings.push(format!(
-            "publishers fell behind their schedule (p99 lag {} ms): the offered rate was not \
-             fully sent on time",
-            lag.p99 / 1000
-        ));
-    }
-    let percentiles = [
+}
+
+fn percentile_points(latency: &Histogram<u64>) -> Vec<PercentilePoint> {
+    [
         0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0,
     ]
     .iter()
     .map(|&p| PercentilePoint {
         percentile: p,
-        latency_us: if rec.latency.is_empty() {
+        latency_us: if latency.is_empty() {
             0
         } else {
-            rec.latency.value_at_quantile(p / 100.0)
+            latency.value_at_quantile(p / 100.0)
         },
     })
-    .collect();
-    let timeline = rec
-        .timeline
+    .collect()
+}
+
+fn timeline_points(rec: &Recorder) -> Vec<TimelinePoint> {
+    rec.timeline
         .iter()
         .enumerate()
         .map(|(i, s)| TimelinePoint {
@@ -242,56 +274,74 @@ pub fn build(
                 s.latency.value_at_quantile(0.99)
             },
         })
-        .collect();
-    let duration = cfg.duration.as_secs_f64();
+        .collect()
+}
+
+/// `n` per second of `secs`, 0 for no time.
+fn per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Builds the report from every core's result.
+pub fn build(
+    scenario: &str,
+    params: serde_json::Value,
+    cfg: &RunConfig,
+    cores: Vec<CoreResult>,
+    connect_secs: f64,
+) -> Report {
+    let m = Merged::of(&cores, cfg.plan.rooms.len());
+    let expected = m.expected(cfg);
+    let failed: u64 = m.failures.values().sum();
+    let received: u64 = m.unique_by.values().sum();
+    let attempted = cfg.plan.conns.len() as u64;
+    let saturated = m.busy.iter().any(|&b| b > 0.9);
+    let lag = Percentiles::of(&m.rec.schedule_lag);
+    let warnings = m.warnings(saturated, &lag);
     Report {
         scenario: scenario.to_string(),
         params,
         connects: Connects {
             attempted,
-            ok,
+            ok: m.ok,
             ready: attempted.saturating_sub(failed),
             failed,
-            per_sec: if connect_secs > 0.0 {
-                ok as f64 / connect_secs
-            } else {
-                0.0
-            },
-            handshake_us: Percentiles::of(&handshake),
+            per_sec: per_sec(m.ok, connect_secs),
+            handshake_us: Percentiles::of(&m.handshake),
         },
-        failures,
-        server_closes,
-        sent,
-        sent_in_window: rec.sent_in_window,
+        sent: m.sent_by.values().sum(),
+        sent_in_window: m.rec.sent_in_window,
         expected,
         received,
-        duplicates: dup,
-        out_of_order: ooo,
+        duplicates: m.duplicates,
+        out_of_order: m.out_of_order,
         lost: expected.saturating_sub(received),
         delivery_ratio: if expected == 0 {
             0.0 // Nothing expected is no delivery, not a perfect one.
         } else {
             received as f64 / expected as f64
         },
-        deliveries_per_sec: if duration > 0.0 {
-            rec.received_in_window as f64 / duration
-        } else {
-            0.0
-        },
-        frames_received: frames,
-        batched_frames: batched,
-        latency_us: Percentiles::of(&rec.latency),
+        deliveries_per_sec: per_sec(m.rec.received_in_window, cfg.duration.as_secs_f64()),
+        frames_received: m.frames,
+        batched_frames: m.batched,
+        latency_us: Percentiles::of(&m.rec.latency),
         schedule_lag_us: lag,
         client_cpu: ClientCpu {
             cores: cores.len(),
-            busy,
+            busy: m.busy,
             saturated,
         },
-        percentiles,
-        timeline,
+        percentiles: percentile_points(&m.rec.latency),
+        timeline: timeline_points(&m.rec),
         warnings,
-        histogram: Some(rec.latency),
+        histogram: Some(m.rec.latency),
         measures_delivery: cfg.plan.publishers() > 0,
+        failures: m.failures,
+        server_closes: m.server_closes,
     }
 }
 

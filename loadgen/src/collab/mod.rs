@@ -133,12 +133,15 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
         start + secs(cfg.warmup),
         start + secs(cfg.warmup + cfg.duration),
     );
-    let edit_every = secs(1.0 / cfg.rate.max(1e-9));
-    let cursor_every = (cfg.cursor_hz > 0.0).then(|| secs(1.0 / cfg.cursor_hz));
+    let plan = Schedule {
+        edit_every: secs(1.0 / cfg.rate.max(1e-9)),
+        cursor_every: (cfg.cursor_hz > 0.0).then(|| secs(1.0 / cfg.cursor_hz)),
+        stop_edits,
+    };
     let n = seats.len() as u64;
     for (i, s) in seats.iter_mut().enumerate() {
-        s.next_edit = start + edit_every * i as u64 / n.max(1);
-        s.next_cursor = start + cursor_every.unwrap_or(0) * i as u64 / n.max(1);
+        s.next_edit = start + plan.edit_every * i as u64 / n.max(1);
+        s.next_cursor = start + plan.cursor_every.unwrap_or(0) * i as u64 / n.max(1);
     }
     let mut t = Tracker::new(cfg.docs, cfg.editors, measure_from);
     let drain_until = stop_edits + secs(cfg.drain);
@@ -150,28 +153,13 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
         let editing = now < stop_edits;
         let sent = (t.changes_sent, t.ops_sent);
         window.observe(cfg.server_pid, now >= measure_from, editing, sent)?;
-        for (i, s) in seats.iter_mut().enumerate() {
-            if editing && now >= s.next_edit {
-                // Every edit due is typed, each at its intended time: a user does not wait for
-                // the client, so a client that falls behind its schedule shows in op latency.
-                while now >= s.next_edit && s.next_edit < stop_edits {
-                    s.editor.edit(s.next_edit);
-                    s.next_edit += edit_every;
-                }
-                submit(s, i, &mut t, now);
+        if editing {
+            for (i, s) in seats.iter_mut().enumerate() {
+                drive(s, i, &mut t, now, &plan);
             }
-            if let (true, Some(every)) = (editing, cursor_every) {
-                if now >= s.next_cursor {
-                    s.next_cursor += every;
-                    let x = now as f64 / 1e6;
-                    let mv = json!({"type": "cursor:move", "doc": s.editor.doc, "x": x, "y": i});
-                    send(s, Message::text(mv.to_string()));
-                    t.cursor_moves += 1;
-                }
-            }
-            if s.dirty {
-                s.dirty = matches!(s.ws.flush(), Err(tungstenite::Error::Io(_)));
-            }
+        }
+        for s in seats.iter_mut().filter(|s| s.dirty) {
+            s.dirty = matches!(s.ws.flush(), Err(tungstenite::Error::Io(_)));
         }
         // Settled: every change acknowledged, and every other editor has it, or a grace
         // period has passed (a change no other editor can get stays unmatched and is counted).
@@ -193,6 +181,33 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
         report.server_cpu_secs,
     ) = window.result();
     Ok(report)
+}
+
+/// When the editors type and move their cursors.
+struct Schedule {
+    edit_every: u64,
+    cursor_every: Option<u64>,
+    stop_edits: u64,
+}
+
+/// Seat `i`'s turn while editing: the edits and the cursor move that are due.
+fn drive(s: &mut Seat, i: usize, t: &mut Tracker, now: u64, plan: &Schedule) {
+    if now >= s.next_edit {
+        // Every edit due is typed, each at its intended time: a user does not wait for the
+        // client, so a client that falls behind its schedule shows in op latency.
+        while now >= s.next_edit && s.next_edit < plan.stop_edits {
+            s.editor.edit(s.next_edit);
+            s.next_edit += plan.edit_every;
+        }
+        submit(s, i, t, now);
+    }
+    if let Some(every) = plan.cursor_every.filter(|_| now >= s.next_cursor) {
+        s.next_cursor += every;
+        let x = now as f64 / 1e6;
+        let mv = json!({"type": "cursor:move", "doc": s.editor.doc, "x": x, "y": i});
+        send(s, Message::text(mv.to_string()));
+        t.cursor_moves += 1;
+    }
 }
 
 /// The measured window's changes and server CPU: a reading when it opens and one when edits
