@@ -15,7 +15,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -215,45 +215,29 @@ impl Publishers {
     }
 }
 
-/// Waits for the common start, then runs until the end of the drain (or the hold).
-pub fn run(
-    core: usize,
-    cfg: &RunConfig,
-    shared: &Shared,
-    mut conns: Vec<RunConn>,
-    mut result: CoreResult,
-) -> CoreResult {
-    let start = loop {
+/// Counts not yet published to the shared progress figures.
+#[derive(Default)]
+struct Live {
+    sent: u64,
+    received: u64,
+    max_ns: u64,
+}
+
+/// Waits until the runner sets the common start; returns it.
+fn wait_for_start(shared: &Shared) -> u64 {
+    loop {
         let at = shared.start_at.load(Relaxed);
         if at != 0 {
             std::thread::sleep(clock::until(at));
-            break at;
+            return at;
         }
         std::thread::sleep(START_POLL_INTERVAL);
-    };
-    let warm = start + cfg.warmup.as_nanos() as u64;
-    let stop = warm + cfg.duration.as_nanos() as u64;
-    let end = if shared.ready.load(Relaxed) == 0 {
-        start // Every connection failed (final: the start waits for all to settle).
-    } else if cfg.plan.publishers() == 0 {
-        start + cfg.hold.as_nanos() as u64
-    } else {
-        stop + cfg.drain.as_nanos() as u64
-    };
-    let mut recorder = Recorder::new(start, warm, stop);
-    let interval = 1e9 / cfg.plan.rate.max(f64::MIN_POSITIVE);
-    let publishers_n = cfg.plan.publishers().max(1) as f64;
-    let mut publishers = Publishers {
-        heap: BinaryHeap::new(),
-        schedules: Vec::new(),
-        start,
-        stop,
-        interval,
-        content: Vec::with_capacity(cfg.size + 64),
-        message: Vec::with_capacity(cfg.size + 256),
-    };
+    }
+}
 
-    // SAFETY: plain syscall; the fd is owned below.
+/// An epoll set over `conns` (readable, by index), with every publisher's first send queued.
+fn register(conns: &[RunConn], publishers: &mut Publishers, publishers_n: f64) -> RawFd {
+    // SAFETY: plain syscall; the fd is closed by `run`.
     let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     assert!(epoll >= 0, "epoll_create1: {}", io::Error::last_os_error());
     for (i, c) in conns.iter().enumerate() {
@@ -265,7 +249,7 @@ pub fn run(
         let rc = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, c.fd.as_raw_fd(), &mut ev) };
         assert_eq!(rc, 0, "epoll_ctl: {}", io::Error::last_os_error());
         if let Some((publisher, room_pub)) = c.publisher {
-            let phase = (interval * publisher as f64 / publishers_n) as u64;
+            let phase = (publishers.interval * publisher as f64 / publishers_n) as u64;
             let first = publishers.intended(phase, 0);
             let index = publishers.schedules.len();
             publishers.heap.push(Reverse((first, index)));
@@ -282,105 +266,56 @@ pub fn run(
             });
         }
     }
+    epoll
+}
 
-    let mut scanner = marker::Scanner::new();
-    let mut scratch = vec![0u8; READ_SCRATCH_BYTES];
-    let mut plain = Vec::new();
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
-    let (mut sent_live, mut received_live, mut max_live_ns) = (0u64, 0u64, 0u64);
-    let mut last_report = now_ns();
-    let mut completed_seconds = 0;
-    let cpu0 = thread_cpu_secs();
-    let wall0 = now_ns();
+/// Waits in `epoll` until `wake` (ns) or readiness; returns the number of events.
+fn wait_ready(epoll: RawFd, events: &mut [libc::epoll_event], wake: u64) -> usize {
+    let wait = Duration::from_nanos(wake.saturating_sub(now_ns()));
+    let timeout = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: valid epoll fd, event buffer and timespec.
+    let n = unsafe {
+        libc::epoll_pwait2(
+            epoll,
+            events.as_mut_ptr(),
+            events.len() as i32,
+            &timeout,
+            std::ptr::null(),
+        )
+    };
+    n.max(0) as usize
+}
 
-    loop {
-        let now = now_ns();
-        if now >= end {
-            break;
-        }
-        sent_live += publishers.send_due(now, &mut conns, cfg, &mut recorder);
-        // Sleep until the next publish, the next report, or the end, unless sockets are ready.
-        let wake = publishers
-            .next_due()
-            .map_or(end, |due| due.min(end))
-            .min(last_report + REPORT_INTERVAL_NS);
-        let wait = Duration::from_nanos(wake.saturating_sub(now_ns()));
-        let timeout = libc::timespec {
-            tv_sec: wait.as_secs() as libc::time_t,
-            tv_nsec: wait.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: valid epoll fd, event buffer and timespec.
-        let n = unsafe {
-            libc::epoll_pwait2(
-                epoll,
-                events.as_mut_ptr(),
-                EVENTS_PER_WAIT as i32,
-                &timeout,
-                std::ptr::null(),
-            )
-        };
-        let mut now = now_ns();
-        for (i, ev) in events[..n.max(0) as usize].iter().enumerate() {
-            if i > 0 && i % EVENTS_PER_SLICE == 0 {
-                now = now_ns();
-                sent_live += publishers.send_due(now, &mut conns, cfg, &mut recorder);
-            }
-            let c = &mut conns[ev.u64 as usize];
-            let (frames, marks, max_ns) = read_ready(
-                c,
-                &cfg.protocol,
-                &mut scanner,
-                &mut scratch,
-                &mut plain,
-                &mut recorder,
-                now,
-            );
-            result.frames += frames;
-            received_live += marks;
-            max_live_ns = max_live_ns.max(max_ns);
-            if c.closed.is_some() {
-                // SAFETY: removing a registered descriptor; errors (already gone) are harmless.
-                unsafe {
-                    libc::epoll_ctl(
-                        epoll,
-                        libc::EPOLL_CTL_DEL,
-                        c.fd.as_raw_fd(),
-                        std::ptr::null_mut(),
-                    )
-                };
-            }
-        }
-        if now >= last_report + REPORT_INTERVAL_NS {
-            last_report = now;
-            recorder.settle();
-            shared
-                .sent
-                .fetch_add(std::mem::take(&mut sent_live), Relaxed);
-            shared
-                .received
-                .fetch_add(std::mem::take(&mut received_live), Relaxed);
-            shared
-                .recent_max_us
-                .fetch_max(std::mem::take(&mut max_live_ns) / 1000, Relaxed);
-            if recorder.timeline.len() > completed_seconds + 1 {
-                completed_seconds = recorder.timeline.len() - 1;
-                if let Some(p99) = recorder.completed_second_p99() {
-                    shared.core_p99_us[core].store(p99, Relaxed);
-                }
-            }
+/// Adds what this core saw since the last report to the shared progress figures.
+fn report_live(
+    shared: &Shared,
+    core: usize,
+    recorder: &mut Recorder,
+    live: &mut Live,
+    done: &mut usize,
+) {
+    recorder.settle();
+    let live = std::mem::take(live);
+    shared.sent.fetch_add(live.sent, Relaxed);
+    shared.received.fetch_add(live.received, Relaxed);
+    shared.recent_max_us.fetch_max(live.max_ns / 1000, Relaxed);
+    if recorder.timeline.len() > *done + 1 {
+        *done = recorder.timeline.len() - 1;
+        if let Some(p99) = recorder.completed_second_p99() {
+            shared.core_p99_us[core].store(p99, Relaxed);
         }
     }
-    shared.sent.fetch_add(sent_live, Relaxed);
-    shared.received.fetch_add(received_live, Relaxed);
-    result.cpu_secs = thread_cpu_secs() - cpu0;
-    result.wall_secs = (now_ns() - wall0) as f64 / 1e9;
-    // SAFETY: closing the epoll descriptor we created.
-    unsafe { libc::close(epoll) };
+}
 
+/// The run's per-publisher, per-connection and per-pair counts, into `result`.
+fn tally(result: &mut CoreResult, cfg: &RunConfig, publishers: &Publishers, conns: &[RunConn]) {
     for s in &publishers.schedules {
         result.sent_by_publisher.push((s.mark.publisher, s.next));
     }
-    for c in &conns {
+    for c in conns {
         if let Some(why) = &c.closed {
             *result.server_closes.entry(why.clone()).or_default() += 1;
         }
@@ -395,9 +330,122 @@ pub fn run(
             }
         }
     }
+}
+
+/// Waits for the common start, then runs until the end of the drain (or the hold).
+pub fn run(
+    core: usize,
+    cfg: &RunConfig,
+    shared: &Shared,
+    mut conns: Vec<RunConn>,
+    mut result: CoreResult,
+) -> CoreResult {
+    let start = wait_for_start(shared);
+    let warm = start + cfg.warmup.as_nanos() as u64;
+    let stop = warm + cfg.duration.as_nanos() as u64;
+    let end = end_of(shared, cfg, start, stop);
+    let mut recorder = Recorder::new(start, warm, stop);
+    let mut publishers = Publishers {
+        heap: BinaryHeap::new(),
+        schedules: Vec::new(),
+        start,
+        stop,
+        interval: 1e9 / cfg.plan.rate.max(f64::MIN_POSITIVE),
+        content: Vec::with_capacity(cfg.size + 64),
+        message: Vec::with_capacity(cfg.size + 256),
+    };
+    let epoll = register(&conns, &mut publishers, cfg.plan.publishers().max(1) as f64);
+    let (mut scanner, mut scratch, mut plain) = (
+        marker::Scanner::new(),
+        vec![0u8; READ_SCRATCH_BYTES],
+        Vec::new(),
+    );
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
+    let mut live = Live::default();
+    let mut last_report = now_ns();
+    let mut completed_seconds = 0;
+    let (cpu0, wall0) = (thread_cpu_secs(), now_ns());
+    loop {
+        let now = now_ns();
+        if now >= end {
+            break;
+        }
+        live.sent += publishers.send_due(now, &mut conns, cfg, &mut recorder);
+        // Sleep until the next publish, the next report, or the end, unless sockets are ready.
+        let wake = publishers
+            .next_due()
+            .map_or(end, |due| due.min(end))
+            .min(last_report + REPORT_INTERVAL_NS);
+        let n = wait_ready(epoll, &mut events, wake);
+        let mut now = now_ns();
+        for (i, ev) in events[..n].iter().enumerate() {
+            if i > 0 && i % EVENTS_PER_SLICE == 0 {
+                now = now_ns();
+                live.sent += publishers.send_due(now, &mut conns, cfg, &mut recorder);
+            }
+            let c = &mut conns[ev.u64 as usize];
+            let (frames, marks, max_ns) = read_ready(
+                c,
+                &cfg.protocol,
+                &mut scanner,
+                &mut scratch,
+                &mut plain,
+                &mut recorder,
+                now,
+            );
+            result.frames += frames;
+            live.received += marks;
+            live.max_ns = live.max_ns.max(max_ns);
+            if c.closed.is_some() {
+                forget(epoll, c);
+            }
+        }
+        if now >= last_report + REPORT_INTERVAL_NS {
+            last_report = now;
+            report_live(
+                shared,
+                core,
+                &mut recorder,
+                &mut live,
+                &mut completed_seconds,
+            );
+        }
+    }
+    shared.sent.fetch_add(live.sent, Relaxed);
+    shared.received.fetch_add(live.received, Relaxed);
+    result.cpu_secs = thread_cpu_secs() - cpu0;
+    result.wall_secs = (now_ns() - wall0) as f64 / 1e9;
+    // SAFETY: closing the epoll descriptor we created.
+    unsafe { libc::close(epoll) };
+    tally(&mut result, cfg, &publishers, &conns);
     recorder.settle();
     result.recorder = recorder;
     result
+}
+
+/// When this core stops: at the start if every connection failed (final: the start waits
+/// for all to settle), after the hold if nothing publishes, else after the drain.
+fn end_of(shared: &Shared, cfg: &RunConfig, start: u64, stop: u64) -> u64 {
+    if shared.ready.load(Relaxed) == 0 {
+        start
+    } else if cfg.plan.publishers() == 0 {
+        start + cfg.hold.as_nanos() as u64
+    } else {
+        stop + cfg.drain.as_nanos() as u64
+    }
+}
+
+/// Takes a closed connection out of the epoll set.
+fn forget(epoll: RawFd, c: &RunConn) {
+    // SAFETY: removing a registered descriptor; errors (already gone) are harmless.
+    unsafe {
+        libc::epoll_ctl(
+            epoll,
+            libc::EPOLL_CTL_DEL,
+            c.fd.as_raw_fd(),
+            std::ptr::null_mut(),
+        )
+    };
 }
 
 /// Reads everything a ready socket holds: (frames, markers, highest latency ns).
@@ -412,31 +460,14 @@ fn read_ready(
 ) -> (u64, u64, u64) {
     let mut totals = (0, 0, 0);
     loop {
-        // SAFETY: valid buffer of scratch.len() bytes.
-        let n = unsafe {
-            libc::recv(
-                c.fd.as_raw_fd(),
-                scratch.as_mut_ptr().cast(),
-                scratch.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n == 0 {
-            c.closed.get_or_insert_with(|| "connection ended".into());
-            return totals;
-        }
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => break,
-                io::ErrorKind::Interrupted => continue,
-                _ => {
-                    c.closed.get_or_insert_with(|| "connection ended".into());
-                    return totals;
-                }
+        let n = match recv_into(c, scratch) {
+            Ok(Some(n)) => n,
+            Ok(None) => break,
+            Err(()) => {
+                c.closed.get_or_insert_with(|| "connection ended".into());
+                return totals;
             }
-        }
-        let n = n as usize;
+        };
         let data: &[u8] = match c.tls.as_mut() {
             Some(tls) => {
                 plain.clear();
@@ -451,36 +482,17 @@ fn read_ready(
             }
             None => &scratch[..n],
         };
-        // A frame begun in an earlier read is completed with only the bytes it still needs,
-        // so `partial` never holds more than one frame: joining whole reads to it made every
-        // connection's buffer grow to a read's size (fresh pages, a third of a saturated
-        // client core) exactly when the client fell behind.
         let mut data = data;
-        let mut closed = false;
-        if !c.partial.is_empty() {
-            let mut held = std::mem::take(&mut c.partial);
-            let mut need = frame::extent(&held);
-            while held.len() < need && !data.is_empty() {
-                if need > FRAME_BYTES_MAX {
-                    c.closed = Some(format!(
-                        "server frame of {need} bytes, over the {FRAME_BYTES_MAX}-byte limit"
-                    ));
-                    return totals;
-                }
-                let take = (need - held.len()).min(data.len());
-                held.extend_from_slice(&data[..take]);
-                data = &data[take..];
-                need = frame::extent(&held);
-            }
-            if held.len() == need {
-                let (consumed, r) = frames(scanner, protocol, &held, c, recorder, now);
-                debug_assert!(r.3 || consumed == held.len(), "one whole frame");
+        let mut closed = match complete_partial(c, &mut data, scanner, protocol, recorder, now) {
+            Ok(r) => {
                 add(&mut totals, r);
-                closed = r.3;
-                held.clear();
+                r.3
             }
-            c.partial = held;
-        }
+            Err(why) => {
+                c.closed = Some(why);
+                return totals;
+            }
+        };
         if !closed && !data.is_empty() {
             let (consumed, r) = frames(scanner, protocol, data, c, recorder, now);
             c.partial.extend_from_slice(&data[consumed..]);
@@ -495,6 +507,73 @@ fn read_ready(
         c.closed.get_or_insert_with(|| "connection ended".into());
     }
     totals
+}
+
+/// One `recv` into `scratch`: the bytes read, `None` when the socket holds nothing more now,
+/// or `Err` when the connection ended.
+fn recv_into(c: &RunConn, scratch: &mut [u8]) -> Result<Option<usize>, ()> {
+    loop {
+        // SAFETY: valid buffer of scratch.len() bytes.
+        let n = unsafe {
+            libc::recv(
+                c.fd.as_raw_fd(),
+                scratch.as_mut_ptr().cast(),
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            return Ok(Some(n as usize));
+        }
+        if n == 0 {
+            return Err(());
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(()),
+        }
+    }
+}
+
+/// Completes a frame begun in an earlier read with only the bytes it still needs (taken from
+/// the front of `data`), so `partial` never holds more than one frame: joining whole reads to
+/// it made every connection's buffer grow to a read's size (fresh pages, a third of a
+/// saturated client core) exactly when the client fell behind. Returns the completed frame's
+/// counts (none if it is still incomplete), or why the connection must close.
+fn complete_partial(
+    c: &mut RunConn,
+    data: &mut &[u8],
+    scanner: &mut marker::Scanner,
+    protocol: &Protocol,
+    recorder: &mut Recorder,
+    now: u64,
+) -> Result<(u64, u64, u64, bool), String> {
+    if c.partial.is_empty() {
+        return Ok((0, 0, 0, false));
+    }
+    let mut held = std::mem::take(&mut c.partial);
+    let mut need = frame::extent(&held);
+    while held.len() < need && !data.is_empty() {
+        if need > FRAME_BYTES_MAX {
+            return Err(format!(
+                "server frame of {need} bytes, over the {FRAME_BYTES_MAX}-byte limit"
+            ));
+        }
+        let take = (need - held.len()).min(data.len());
+        held.extend_from_slice(&data[..take]);
+        *data = &data[take..];
+        need = frame::extent(&held);
+    }
+    let mut r = (0, 0, 0, false);
+    if held.len() == need {
+        let consumed;
+        (consumed, r) = frames(scanner, protocol, &held, c, recorder, now);
+        debug_assert!(r.3 || consumed == held.len(), "one whole frame");
+        held.clear();
+    }
+    c.partial = held;
+    Ok(r)
 }
 
 /// Adds one call of [`frames`]' counts to a read's totals.
