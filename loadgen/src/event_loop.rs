@@ -355,13 +355,8 @@ pub fn run(
         message: Vec::with_capacity(cfg.size + 256),
     };
     let epoll = register(&conns, &mut publishers, cfg.plan.publishers().max(1) as f64);
-    let (mut scanner, mut scratch, mut plain) = (
-        marker::Scanner::new(),
-        vec![0u8; READ_SCRATCH_BYTES],
-        Vec::new(),
-    );
+    let mut r = Reader::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
-    let mut live = Live::default();
     let mut last_report = now_ns();
     let mut completed_seconds = 0;
     let (cpu0, wall0) = (thread_cpu_secs(), now_ns());
@@ -370,49 +365,35 @@ pub fn run(
         if now >= end {
             break;
         }
-        live.sent += publishers.send_due(now, &mut conns, cfg, &mut recorder);
+        r.live.sent += publishers.send_due(now, &mut conns, cfg, &mut recorder);
         // Sleep until the next publish, the next report, or the end, unless sockets are ready.
         let wake = publishers
             .next_due()
             .map_or(end, |due| due.min(end))
             .min(last_report + REPORT_INTERVAL_NS);
         let n = wait_ready(epoll, &mut events, wake);
-        let mut now = now_ns();
-        for (i, ev) in events[..n].iter().enumerate() {
-            if i > 0 && i % EVENTS_PER_SLICE == 0 {
-                now = now_ns();
-                live.sent += publishers.send_due(now, &mut conns, cfg, &mut recorder);
-            }
-            let c = &mut conns[ev.u64 as usize];
-            let (frames, marks, max_ns) = read_ready(
-                c,
-                &cfg.protocol,
-                &mut scanner,
-                &mut scratch,
-                &mut plain,
-                &mut recorder,
-                now,
-            );
-            result.frames += frames;
-            live.received += marks;
-            live.max_ns = live.max_ns.max(max_ns);
-            if c.closed.is_some() {
-                forget(epoll, c);
-            }
-        }
+        let (now, frames) = r.read_events(
+            &events[..n],
+            &mut conns,
+            cfg,
+            &mut publishers,
+            &mut recorder,
+            epoll,
+        );
+        result.frames += frames;
         if now >= last_report + REPORT_INTERVAL_NS {
             last_report = now;
             report_live(
                 shared,
                 core,
                 &mut recorder,
-                &mut live,
+                &mut r.live,
                 &mut completed_seconds,
             );
         }
     }
-    shared.sent.fetch_add(live.sent, Relaxed);
-    shared.received.fetch_add(live.received, Relaxed);
+    shared.sent.fetch_add(r.live.sent, Relaxed);
+    shared.received.fetch_add(r.live.received, Relaxed);
     result.cpu_secs = thread_cpu_secs() - cpu0;
     result.wall_secs = (now_ns() - wall0) as f64 / 1e9;
     // SAFETY: closing the epoll descriptor we created.
@@ -421,6 +402,63 @@ pub fn run(
     recorder.settle();
     result.recorder = recorder;
     result
+}
+
+/// What a core's loop reads with, and the counts not yet reported.
+struct Reader {
+    scanner: marker::Scanner,
+    scratch: Vec<u8>,
+    plain: Vec<u8>,
+    live: Live,
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            scanner: marker::Scanner::new(),
+            scratch: vec![0u8; READ_SCRATCH_BYTES],
+            plain: Vec::new(),
+            live: Live::default(),
+        }
+    }
+
+    /// Reads every ready socket, sending what falls due between slices of them; returns the
+    /// time of the last slice and the frames read.
+    fn read_events(
+        &mut self,
+        events: &[libc::epoll_event],
+        conns: &mut [RunConn],
+        cfg: &RunConfig,
+        publishers: &mut Publishers,
+        recorder: &mut Recorder,
+        epoll: RawFd,
+    ) -> (u64, u64) {
+        let mut now = now_ns();
+        let mut frames = 0;
+        for (i, ev) in events.iter().enumerate() {
+            if i > 0 && i % EVENTS_PER_SLICE == 0 {
+                now = now_ns();
+                self.live.sent += publishers.send_due(now, conns, cfg, recorder);
+            }
+            let c = &mut conns[ev.u64 as usize];
+            let (f, marks, max_ns) = read_ready(
+                c,
+                &cfg.protocol,
+                &mut self.scanner,
+                &mut self.scratch,
+                &mut self.plain,
+                recorder,
+                now,
+            );
+            frames += f;
+            self.live.received += marks;
+            self.live.max_ns = self.live.max_ns.max(max_ns);
+            if c.closed.is_some() {
+                forget(epoll, c);
+            }
+        }
+        (now, frames)
+    }
 }
 
 /// When this core stops: at the start if every connection failed (final: the start waits

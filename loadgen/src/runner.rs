@@ -467,23 +467,7 @@ async fn connect_and_join(
 ) -> io::Result<Conn> {
     let cfg = &core.cfg;
     let began = now_ns();
-    let stream = if cfg.source_ips.is_empty() {
-        TcpStream::connect(cfg.target.addr)
-            .await
-            .map_err(io::Error::from)?
-    } else {
-        let ip = cfg.source_ips[index % cfg.source_ips.len()];
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(cfg.target.addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
-        // Loopback connects complete at once; a blocking connect keeps this simple.
-        socket.connect_timeout(&cfg.target.addr.into(), cfg.connect_timeout)?;
-        // SAFETY: a connected socket owned by nobody else.
-        unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
-    };
+    let stream = tcp_connect(cfg, index).await?;
     stream.set_nodelay(true).map_err(io::Error::from)?;
     let tls = match &cfg.tls {
         Some(config) => Some(Tls::new(config.clone(), &cfg.target.server_name)?),
@@ -498,26 +482,7 @@ async fn connect_and_join(
     conn.tls_handshake()
         .await
         .map_err(|e| setup_failure(format!("tls: {e}")))?;
-    let key = handshake::key_for(index as u64);
-    let path = cfg.target.path.replace("{room}", room.unwrap_or(""));
-    conn.send_all(&handshake::request(
-        &cfg.target.host,
-        &path,
-        &key,
-        &cfg.headers,
-        &cfg.subprotocols,
-    ))
-    .await?;
-    let head_len = loop {
-        conn.read_more().await?;
-        match handshake::response(&conn.partial, &key) {
-            Ok(Some(n)) => break n,
-            Ok(None) => {}
-            Err(Refusal::Status(line)) => return Err(setup_failure(line)),
-            Err(Refusal::Invalid(why)) => return Err(setup_failure(why)),
-        }
-    };
-    conn.partial.drain(..head_len);
+    upgrade(&mut conn, cfg, index, room).await?;
     {
         let mut result = core.result.borrow_mut();
         let us = ((now_ns() - began) / 1000).clamp(1, recorder::LATENCY_US_MAX);
@@ -529,24 +494,76 @@ async fn connect_and_join(
         wait_for_text(&mut conn, &cfg.protocol, greeting).await?;
     }
     if let Some((hello, ack)) = cfg.protocol.hello() {
-        let mask = conn.masks.next_mask();
-        let mut frame = Vec::new();
-        write_masked(&mut frame, OP_TEXT, hello, mask);
-        conn.send_all(&frame).await?;
+        send_text(&mut conn, hello).await?;
         wait_for_text(&mut conn, &cfg.protocol, ack).await?;
     }
     if let (Some(room), Some(_)) = (room, plan.room) {
         if let Some(join) = cfg.protocol.join(room, index) {
-            let mask = conn.masks.next_mask();
-            let mut frame = Vec::new();
-            write_masked(&mut frame, OP_TEXT, &join, mask);
-            conn.send_all(&frame).await?;
+            send_text(&mut conn, &join).await?;
             if let Some(joined) = cfg.protocol.joined() {
                 wait_for_text(&mut conn, &cfg.protocol, joined).await?;
             }
         }
     }
     Ok(conn)
+}
+
+/// A TCP connection to the target, from `--source-ip`s in turn when given.
+async fn tcp_connect(cfg: &RunConfig, index: usize) -> io::Result<TcpStream> {
+    if cfg.source_ips.is_empty() {
+        return TcpStream::connect(cfg.target.addr)
+            .await
+            .map_err(io::Error::from);
+    }
+    let ip = cfg.source_ips[index % cfg.source_ips.len()];
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(cfg.target.addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    // Loopback connects complete at once; a blocking connect keeps this simple.
+    socket.connect_timeout(&cfg.target.addr.into(), cfg.connect_timeout)?;
+    // SAFETY: a connected socket owned by nobody else.
+    Ok(unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// The WebSocket upgrade: the request, and the server's 101 checked and consumed.
+async fn upgrade(
+    conn: &mut Conn,
+    cfg: &RunConfig,
+    index: usize,
+    room: Option<&str>,
+) -> io::Result<()> {
+    let key = handshake::key_for(index as u64);
+    let path = cfg.target.path.replace("{room}", room.unwrap_or(""));
+    let request = handshake::request(
+        &cfg.target.host,
+        &path,
+        &key,
+        &cfg.headers,
+        &cfg.subprotocols,
+    );
+    conn.send_all(&request).await?;
+    let head_len = loop {
+        conn.read_more().await?;
+        match handshake::response(&conn.partial, &key) {
+            Ok(Some(n)) => break n,
+            Ok(None) => {}
+            Err(Refusal::Status(line)) => return Err(setup_failure(line)),
+            Err(Refusal::Invalid(why)) => return Err(setup_failure(why)),
+        }
+    };
+    conn.partial.drain(..head_len);
+    Ok(())
+}
+
+/// One masked text frame.
+async fn send_text(conn: &mut Conn, text: &[u8]) -> io::Result<()> {
+    let mask = conn.masks.next_mask();
+    let mut frame = Vec::new();
+    write_masked(&mut frame, OP_TEXT, text, mask);
+    conn.send_all(&frame).await
 }
 
 /// Reads frames until a text frame containing `needle`; a close or a refusal (see
