@@ -164,11 +164,13 @@ pub fn run(cfg: &CollabConfig) -> Result<CollabReport, String> {
         // Settled: every change acknowledged, and every other editor has it, or a grace
         // period has passed (a change no other editor can get stays unmatched and is counted).
         let acked = !editing && seats.iter().all(|s| s.editor.settled());
-        let acked_at = *acked_since.get_or_insert(now);
-        if !acked {
-            acked_since = None;
-        }
-        let settled = acked && (t.quiet() || now >= acked_at + secs(UNMATCHED_GRACE_SECS));
+        acked_since = if acked {
+            acked_since.or(Some(now))
+        } else {
+            None
+        };
+        let grace = secs(UNMATCHED_GRACE_SECS);
+        let settled = acked_since.is_some_and(|at| t.quiet() || now >= at + grace);
         if !editing && (settled || now >= drain_until) {
             break;
         }
@@ -352,9 +354,10 @@ fn connect_yjs(cfg: &CollabConfig, doc: &str, client: u64) -> Result<(Ws, Replic
         match yjs::parse(&b)? {
             yjs::Frame::Denied(why) => return Err(format!("joining {doc}: denied: {why}")),
             yjs::Frame::Step1(sv) => send(&mut ws, r.step2(&sv)?)?,
-            yjs::Frame::Saved(_) => {
+            yjs::Frame::Saved(true) => {
                 r.sent.pop_front();
             }
+            yjs::Frame::Saved(false) => return Err(format!("joining {doc}: sync not saved")),
             yjs::Frame::Step2(u) => {
                 r.apply(&u)?;
                 return Ok((ws, r));
